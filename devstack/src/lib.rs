@@ -1,0 +1,1 @@
+//! devstack (placeholder until built).

@@ -1,0 +1,1 @@
+//! pay-svc (placeholder until built).

@@ -1,0 +1,10 @@
+//! The shared library of the payment-callback services.
+//!
+//! - [`proto`]: the generated gRPC code for `order.v1` and `pay.v1`.
+//! - [`wxpay`]: WeChat Pay API v2 — XML, signatures, ack replies (pure functions), and the
+//!   HTTP client for WeChat's merchant API.
+//! - [`runtime`]: telemetry, shutdown signal, gRPC reflection: what every service shares.
+
+pub mod proto;
+pub mod runtime;
+pub mod wxpay;

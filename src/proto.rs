@@ -1,0 +1,17 @@
+//! Generated gRPC code (see `build.rs` and `proto/`).
+
+pub mod order {
+    pub mod v1 {
+        tonic::include_proto!("order.v1");
+    }
+}
+
+pub mod pay {
+    pub mod v1 {
+        tonic::include_proto!("pay.v1");
+    }
+}
+
+/// The encoded descriptor set of every proto in `proto/`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/paynotify_descriptor.bin"));

@@ -1,0 +1,1 @@
+//! wxpay-sim (placeholder until built).
