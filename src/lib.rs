@@ -3,8 +3,10 @@
 //! - [`proto`]: the generated gRPC code for `order.v1` and `pay.v1`.
 //! - [`wxpay`]: WeChat Pay API v2 — XML, signatures, ack replies (pure functions), and the
 //!   HTTP client for WeChat's merchant API.
+//! - [`replicas`]: calls spread over several replicas of a downstream service.
 //! - [`runtime`]: telemetry, shutdown signal, gRPC reflection: what every service shares.
 
 pub mod proto;
+pub mod replicas;
 pub mod runtime;
 pub mod wxpay;

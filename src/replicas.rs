@@ -1,0 +1,131 @@
+//! Client side of "several replicas of every service": one lazily connected channel per
+//! downstream address, calls spread round-robin, and a replica that cannot be reached is
+//! skipped (and avoided for a moment) instead of waited on.
+//!
+//! Failing over is only safe because every call that goes through here is idempotent
+//! (`ConfirmPayment`, `MarkPaid`, reads); the caller decides what it sends.
+
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use tonic::{
+    Code, Status,
+    transport::{Channel, Endpoint},
+};
+
+/// How long a replica that refused a connection is tried last.
+const DOWN_FOR: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("{setting}: at least one address is needed")]
+    NoAddress { setting: &'static str },
+    #[error("{setting}: `{url}` is not a valid URL: {source}")]
+    BadUrl {
+        setting: &'static str,
+        url: String,
+        source: tonic::transport::Error,
+    },
+}
+
+struct Replica {
+    url: String,
+    channel: Channel,
+    /// Milliseconds since `Replicas::epoch` until which this replica is avoided.
+    down_until_ms: AtomicU64,
+}
+
+/// The replicas of one downstream service.
+pub struct Replicas {
+    replicas: Vec<Replica>,
+    next: AtomicUsize,
+    epoch: Instant,
+}
+
+impl Replicas {
+    /// One lazily connected channel per URL; nothing is dialled until the first call.
+    /// `setting` names the configuration key in error messages.
+    pub fn connect_lazy(
+        setting: &'static str,
+        urls: &[String],
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Replicas, ReplicaError> {
+        let replicas = urls
+            .iter()
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|source| {
+                    ReplicaError::BadUrl {
+                        setting,
+                        url: url.to_owned(),
+                        source,
+                    }
+                })?;
+                let channel = endpoint
+                    .connect_timeout(connect_timeout)
+                    .timeout(request_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                Ok(Replica {
+                    url: url.to_owned(),
+                    channel,
+                    down_until_ms: AtomicU64::new(0),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if replicas.is_empty() {
+            return Err(ReplicaError::NoAddress { setting });
+        }
+        Ok(Replicas {
+            replicas,
+            next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Calls `call` on one replica, round-robin. When a replica answers UNAVAILABLE (it cannot
+    /// be reached, or it is draining), it is avoided for a moment and the next one is tried,
+    /// so each replica is tried at most once. Other errors are returned as they are.
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let mut last_error = None;
+        for index in self.order() {
+            let replica = &self.replicas[index];
+            match call(replica.channel.clone()).await {
+                Err(status) if status.code() == Code::Unavailable => {
+                    tracing::warn!(replica = %replica.url, message = %status.message(), "replica unavailable, trying the next");
+                    let until = self.now_ms() + DOWN_FOR.as_millis() as u64;
+                    replica.down_until_ms.store(until, Ordering::Relaxed);
+                    last_error = Some(status);
+                }
+                result => return result,
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Status::unavailable("no replica")))
+    }
+
+    /// Every replica once, starting at the round-robin position, the ones recently found down
+    /// last.
+    fn order(&self) -> Vec<usize> {
+        let count = self.replicas.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let now = self.now_ms();
+        let (mut up, down): (Vec<usize>, Vec<usize>) = (0..count)
+            .map(|offset| (start + offset) % count)
+            .partition(|&i| self.replicas[i].down_until_ms.load(Ordering::Relaxed) <= now);
+        up.extend(down);
+        up
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
