@@ -1,0 +1,187 @@
+//! Configuration: command-line flags and their environment variables, checked once at start
+//! and turned into a typed [`Config`] (defaults → environment → flags).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use paynotify::runtime::LogFormat;
+use sea_orm::DbBackend;
+
+/// The default database: a SQLite file next to the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/orders.db?mode=rwc";
+
+/// Command-line flags; every one can also come from the environment variable it names.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "order-svc", version, about = "gRPC order.v1.OrderService")]
+pub struct Args {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "ORDER_SVC_ADDR", default_value = "127.0.0.1:50052")]
+    pub addr: SocketAddr,
+
+    /// sqlite://, postgres:// or mysql:// URL of the order database.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Pool size; defaults to 4 for SQLite (one writer at a time anyway) and 10 otherwise.
+    #[arg(long, env = "DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+
+    /// How long a request waits for a pooled connection before failing as UNAVAILABLE.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// `true`: apply migrations at start. `false`: only check that the tables and columns
+    /// exist (for a database whose schema is managed elsewhere, e.g. the original MySQL one).
+    #[arg(long, env = "DB_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub db_migrate: bool,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// What to do with the schema at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaMode {
+    /// Create missing tables, columns and indexes.
+    Migrate,
+    /// Touch nothing; fail at start naming any missing table or column.
+    VerifyOnly,
+}
+
+/// Everything order-svc needs to start, already validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub database_url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub schema: SchemaMode,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults for `database_url`, listening on an ephemeral localhost port: what tests
+    /// and devstack want.
+    pub fn for_database(database_url: impl Into<String>) -> anyhow::Result<Self> {
+        let database_url = database_url.into();
+        let backend = backend_of(&database_url)?;
+        Ok(Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: default_max_connections(backend),
+            database_url,
+            acquire_timeout: Duration::from_secs(5),
+            schema: SchemaMode::Migrate,
+            log_format: LogFormat::Text,
+        })
+    }
+
+    /// Which database engine `database_url` names.
+    pub fn backend(&self) -> DbBackend {
+        // Validated when the Config was built; SQLite only as a harmless fallback.
+        backend_of(&self.database_url).unwrap_or(DbBackend::Sqlite)
+    }
+}
+
+impl TryFrom<Args> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(args: Args) -> anyhow::Result<Self> {
+        let backend = backend_of(&args.database_url)?;
+        let max_connections = args
+            .db_max_connections
+            .unwrap_or_else(|| default_max_connections(backend));
+        if max_connections == 0 {
+            bail!("DB_MAX_CONNECTIONS must be at least 1");
+        }
+        if args.db_acquire_timeout_ms == 0 {
+            bail!("DB_ACQUIRE_TIMEOUT_MS must be at least 1 (milliseconds)");
+        }
+        Ok(Config {
+            listen_addr: args.addr,
+            database_url: args.database_url,
+            max_connections,
+            acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms),
+            schema: if args.db_migrate {
+                SchemaMode::Migrate
+            } else {
+                SchemaMode::VerifyOnly
+            },
+            log_format: args.log_format,
+        })
+    }
+}
+
+/// The engine a database URL names, by its scheme.
+pub fn backend_of(database_url: &str) -> anyhow::Result<DbBackend> {
+    let scheme = database_url
+        .split_once(':')
+        .map(|(scheme, _)| scheme)
+        .context("DATABASE_URL must be a URL such as sqlite://data/orders.db?mode=rwc")?;
+    match scheme {
+        "sqlite" => Ok(DbBackend::Sqlite),
+        "postgres" | "postgresql" => Ok(DbBackend::Postgres),
+        "mysql" | "mariadb" => Ok(DbBackend::MySql),
+        other => bail!("DATABASE_URL has scheme {other:?}; expected sqlite, postgres or mysql"),
+    }
+}
+
+fn default_max_connections(backend: DbBackend) -> u32 {
+    match backend {
+        // SQLite has a single writer; more connections only queue on its lock.
+        DbBackend::Sqlite => 4,
+        _ => 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        let mut argv = vec!["order-svc"];
+        argv.extend_from_slice(args);
+        Config::try_from(Args::try_parse_from(argv)?)
+    }
+
+    #[test]
+    fn defaults_use_sqlite_with_a_small_pool() -> anyhow::Result<()> {
+        let config = parse(&["--database-url", DEFAULT_DATABASE_URL])?;
+        assert_eq!(config.backend(), DbBackend::Sqlite);
+        assert_eq!(config.max_connections, 4);
+        assert_eq!(config.schema, SchemaMode::Migrate);
+        assert_eq!(config.acquire_timeout, Duration::from_secs(5));
+        Ok(())
+    }
+
+    #[test]
+    fn postgres_gets_a_larger_pool_and_flags_override() -> anyhow::Result<()> {
+        let config = parse(&[
+            "--database-url",
+            "postgres://postgres@127.0.0.1/orders",
+            "--db-migrate",
+            "false",
+        ])?;
+        assert_eq!(config.backend(), DbBackend::Postgres);
+        assert_eq!(config.max_connections, 10);
+        assert_eq!(config.schema, SchemaMode::VerifyOnly);
+        let config = parse(&[
+            "--database-url",
+            "mysql://root@127.0.0.1/orders",
+            "--db-max-connections",
+            "3",
+        ])?;
+        assert_eq!(config.backend(), DbBackend::MySql);
+        assert_eq!(config.max_connections, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_scheme_names_the_key() {
+        let err = parse(&["--database-url", "oracle://x"]).err();
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("DATABASE_URL"), "{message}");
+    }
+}

@@ -1,0 +1,42 @@
+//! `pay_anomaly` (ours): a payment that could not be applied to its order — the order was
+//! paid by another transaction or closed — kept once per (order, transaction) so a person can
+//! refund it. The composite key is what makes "recorded exactly once" hold across processes.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "pay_anomaly")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub order_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub transaction_id: String,
+    /// [`Kind`] as text.
+    pub kind: String,
+    pub amount_fen: i64,
+    /// Naive UTC.
+    pub detected_at: DateTime,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// Why a payment could not be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The order was already paid by a different transaction: a double payment.
+    PaidByOtherTransaction,
+    /// The order was closed before the payment arrived.
+    PaidAfterClose,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PaidByOtherTransaction => "paid_by_other_transaction",
+            Kind::PaidAfterClose => "paid_after_close",
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The one error type of order-svc's request path, and its one mapping to a gRPC status.
+//!
+//! Callers get a terse status with a stable code; the full source chain goes to the log.
+
+use std::error::Error as _;
+
+use sea_orm::DbErr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+
+    #[error("order {order_id} not found")]
+    NotFound { order_id: String },
+
+    #[error("order {order_id} already exists")]
+    AlreadyExists { order_id: String },
+
+    /// The payment does not match what the order asks for; nothing was written.
+    #[error("order {order_id} asks for {pay_money} fen but the payment is {amount_fen} fen")]
+    AmountMismatch {
+        order_id: String,
+        pay_money: i64,
+        amount_fen: i64,
+    },
+
+    /// WeChat transaction ids are unique per payment; this one already paid another order.
+    #[error("transaction {transaction_id} already paid another order, not {order_id}")]
+    TransactionReused {
+        order_id: String,
+        transaction_id: String,
+    },
+
+    /// The order is in a state this service does not move from (e.g. one the original system
+    /// wrote with other status values).
+    #[error("order {order_id} has pay_status {pay_status:?} and order_status {order_status:?}")]
+    UnexpectedState {
+        order_id: String,
+        pay_status: String,
+        order_status: String,
+    },
+
+    /// The order kept changing under a transaction; the caller may retry.
+    #[error("order {order_id} changed concurrently, retry")]
+    Contended { order_id: String },
+
+    /// Every freshly drawn id was taken (should not happen in practice).
+    #[error("no free id for a new {what} after {attempts} attempts")]
+    IdsExhausted { what: &'static str, attempts: usize },
+
+    #[error("database error")]
+    Database(#[from] DbErr),
+}
+
+impl OrderError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        OrderError::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<OrderError> for tonic::Status {
+    fn from(err: OrderError) -> Self {
+        use tonic::Status;
+        match &err {
+            OrderError::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
+            OrderError::NotFound { .. } => Status::not_found(err.to_string()),
+            OrderError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
+            OrderError::AmountMismatch { .. }
+            | OrderError::TransactionReused { .. }
+            | OrderError::UnexpectedState { .. } => {
+                tracing::warn!(error = %err, "refused");
+                Status::failed_precondition(err.to_string())
+            }
+            OrderError::Contended { .. } => {
+                tracing::warn!(error = %err, "contended");
+                Status::aborted(err.to_string())
+            }
+            OrderError::IdsExhausted { .. } => {
+                tracing::error!(error = %err, "id generation");
+                Status::internal("internal error")
+            }
+            OrderError::Database(db) => {
+                tracing::error!(error = %source_chain(&err), "database");
+                match db {
+                    // The pool is exhausted or the database unreachable: worth a retry later.
+                    DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                        Status::unavailable("database unavailable")
+                    }
+                    _ => Status::internal("internal error"),
+                }
+            }
+        }
+    }
+}
+
+/// `err: cause: cause …`, for one log line.
+fn source_chain(err: &OrderError) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_have_stable_codes() {
+        let cases = [
+            (
+                OrderError::invalid("order_id", "empty"),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                OrderError::NotFound {
+                    order_id: "1".into(),
+                },
+                tonic::Code::NotFound,
+            ),
+            (
+                OrderError::AmountMismatch {
+                    order_id: "1".into(),
+                    pay_money: 100,
+                    amount_fen: 1,
+                },
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                OrderError::Database(DbErr::Custom("boom".into())),
+                tonic::Code::Internal,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(tonic::Status::from(err).code(), code);
+        }
+    }
+
+    #[test]
+    fn database_details_stay_out_of_the_answer() {
+        let status = tonic::Status::from(OrderError::Database(DbErr::Custom(
+            "password=hunter2".into(),
+        )));
+        assert!(!status.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn amount_mismatch_names_both_amounts() {
+        let status = tonic::Status::from(OrderError::AmountMismatch {
+            order_id: "A1".into(),
+            pay_money: 9900,
+            amount_fen: 1,
+        });
+        assert!(status.message().contains("9900") && status.message().contains(" 1 fen"));
+    }
+}

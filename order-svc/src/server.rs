@@ -1,0 +1,145 @@
+//! Start-up and serving: [`bind`] prepares everything that can fail (database, schema,
+//! listener) before anything is served; [`Server::run_until`] serves `OrderService`, health and
+//! reflection until the shutdown future resolves, then drains.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use paynotify::proto::order::v1::order_service_server::OrderServiceServer;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::config::Config;
+use crate::db;
+use crate::service::OrderApi;
+use crate::store::OrderStore;
+
+/// How often the database is pinged to keep the health status honest.
+const DB_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// The gateway's request id, carried through gRPC metadata into every span.
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A bound, not yet serving order-svc.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    db: DatabaseConnection,
+}
+
+/// Connects the database, migrates or verifies its schema, and binds the listener.
+pub async fn bind(config: Config) -> anyhow::Result<Server> {
+    let db = db::connect(&config).await?;
+    db::prepare_schema(&db, config.schema).await?;
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("binding ORDER_SVC_ADDR {}", config.listen_addr))?;
+    let local_addr = listener.local_addr()?;
+    tracing::info!(
+        %local_addr,
+        database = %db::redact(&config.database_url),
+        schema = ?config.schema,
+        "order-svc bound"
+    );
+    Ok(Server {
+        listener,
+        local_addr,
+        db,
+    })
+}
+
+impl Server {
+    /// Where the server listens (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, finishes in-flight calls
+    /// and closes the pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        // Migrations ran (or the schema was verified) in `bind`.
+        health.set_serving::<OrderServiceServer<OrderApi>>().await;
+        let probe = tokio::spawn(probe_database(self.db.clone(), health.clone()));
+        let draining = {
+            let health = health.clone();
+            async move {
+                shutdown.await;
+                probe.abort();
+                tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+                set_status(&health, ServingStatus::NotServing).await;
+            }
+        };
+
+        let (reflection_v1, reflection_v1alpha) = paynotify::runtime::reflection_services()?;
+        let api = OrderApi::new(OrderStore::new(self.db.clone()));
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let served = tonic::transport::Server::builder()
+            .trace_fn(|request| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("grpc", path = %request.uri().path(), request_id)
+            })
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(OrderServiceServer::new(api))
+            .serve_with_incoming_shutdown(incoming, draining)
+            .await;
+        if let Err(err) = self.db.close().await {
+            tracing::warn!(error = %err, "closing the database pool");
+        }
+        served.context("serving gRPC")?;
+        tracing::info!("order-svc stopped");
+        Ok(())
+    }
+}
+
+async fn set_status(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    match status {
+        ServingStatus::Serving => health.set_serving::<OrderServiceServer<OrderApi>>().await,
+        _ => {
+            health
+                .set_not_serving::<OrderServiceServer<OrderApi>>()
+                .await
+        }
+    }
+}
+
+/// NOT_SERVING while the database does not answer, so probes route traffic elsewhere.
+async fn probe_database(db: DatabaseConnection, health: HealthReporter) {
+    let mut interval = tokio::time::interval(DB_PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reachable = true;
+    loop {
+        interval.tick().await;
+        let now_reachable = match db.ping().await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "database unreachable");
+                false
+            }
+        };
+        if now_reachable != reachable {
+            reachable = now_reachable;
+            let status = if reachable {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            set_status(&health, status).await;
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Plain reads: one order, an order's log, and the unpaid orders reconciliation asks about.
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::OrderStore;
+use crate::db::entities::{order, order_log, order_status, pay_status};
+use crate::domain::{PendingQuery, now_utc};
+use crate::error::OrderError;
+
+impl OrderStore {
+    pub async fn get_order(&self, order_id: &str) -> Result<order::Model, OrderError> {
+        order::Entity::find_by_id(order_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| OrderError::NotFound {
+                order_id: order_id.to_owned(),
+            })
+    }
+
+    /// Oldest first. Times have whole seconds, so ties fall back to the time-ordered id.
+    pub async fn list_logs(&self, order_id: &str) -> Result<Vec<order_log::Model>, OrderError> {
+        Ok(order_log::Entity::find()
+            .filter(order_log::Column::OrderId.eq(order_id))
+            .order_by_asc(order_log::Column::OperateTime)
+            .order_by_asc(order_log::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Unpaid, unclosed orders in the age window, oldest first (served by the
+    /// `(pay_status, order_status, create_time)` index).
+    pub async fn list_pending(&self, query: PendingQuery) -> Result<Vec<order::Model>, OrderError> {
+        let now = now_utc();
+        let mut select = order::Entity::find()
+            .filter(order::Column::PayStatus.eq(pay_status::UNPAID))
+            .filter(order::Column::OrderStatus.eq(order_status::CREATED))
+            .filter(order::Column::CreateTime.lte(now - query.min_age));
+        if let Some(max_age) = query.max_age {
+            select = select.filter(order::Column::CreateTime.gte(now - max_age));
+        }
+        Ok(select
+            .order_by_asc(order::Column::CreateTime)
+            .order_by_asc(order::Column::Id)
+            .limit(query.limit)
+            .all(&self.db)
+            .await?)
+    }
+}
