@@ -3,9 +3,13 @@
 //! - [`proto`]: the generated gRPC code for `order.v1` and `pay.v1`.
 //! - [`wxpay`]: WeChat Pay API v2 — XML, signatures, ack replies (pure functions), and the
 //!   HTTP client for WeChat's merchant API.
+//! - [`auth`]: bearer-token authentication of the internal gRPC calls.
+//! - [`config`]: defaults → TOML file → environment → flags, for every binary.
 //! - [`replicas`]: calls spread over several replicas of a downstream service.
 //! - [`runtime`]: telemetry, shutdown signal, gRPC reflection: what every service shares.
 
+pub mod auth;
+pub mod config;
 pub mod proto;
 pub mod replicas;
 pub mod runtime;
