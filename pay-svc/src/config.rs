@@ -1,0 +1,371 @@
+//! pay-svc's settings: every one a `--flag` and an environment variable (so a TOML layer can
+//! slot in underneath later), checked once at start so a bad value stops the service with the
+//! setting's name instead of failing on the first payment.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use paynotify::{
+    runtime::LogFormat,
+    wxpay::{
+        client::{ClientConfig, RetryPolicy},
+        sign::SignType,
+    },
+};
+use secrecy::{ExposeSecret, SecretString};
+
+/// The signature algorithm names as configured (`WXPAY_SIGN_TYPE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignTypeSetting {
+    #[default]
+    #[value(name = "MD5")]
+    Md5,
+    #[value(name = "HMAC-SHA256")]
+    HmacSha256,
+}
+
+impl From<SignTypeSetting> for SignType {
+    fn from(setting: SignTypeSetting) -> SignType {
+        match setting {
+            SignTypeSetting::Md5 => SignType::Md5,
+            SignTypeSetting::HmacSha256 => SignType::HmacSha256,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "pay-svc",
+    version,
+    about = "WeChat Pay gRPC service (pay.v1.PayService)"
+)]
+pub struct Config {
+    /// Where the gRPC server listens.
+    #[arg(long, env = "PAY_SVC_ADDR", default_value = "127.0.0.1:50051")]
+    pub addr: SocketAddr,
+
+    /// order-svc's gRPC endpoint.
+    #[arg(long, env = "ORDER_SVC_URL", default_value = "http://127.0.0.1:50052")]
+    pub order_svc_url: String,
+    #[arg(long, env = "ORDER_SVC_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
+    pub order_svc_connect_timeout_ms: u64,
+    /// Bound on one order-svc call.
+    #[arg(long, env = "ORDER_SVC_TIMEOUT_MS", default_value_t = 2000)]
+    pub order_svc_timeout_ms: u64,
+    /// Attempts in all for MarkPaid when order-svc is unavailable (it is idempotent).
+    #[arg(long, env = "ORDER_SVC_MARK_PAID_ATTEMPTS", default_value_t = 3)]
+    pub order_svc_mark_paid_attempts: u32,
+
+    #[arg(long, env = "WXPAY_APPID", default_value = "wx8397f8696b538317")]
+    pub wxpay_appid: String,
+    #[arg(long, env = "WXPAY_MCH_ID", default_value = "1473426802")]
+    pub wxpay_mch_id: String,
+    /// The merchant's APIv2 key (32 characters). The default is the public demo key.
+    #[arg(
+        long,
+        env = "WXPAY_API_KEY",
+        default_value = "T6m9iK73b0kn9g5v426MKfHQH7X8rKwb",
+        hide_default_value = true,
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub wxpay_api_key: SecretString,
+    #[arg(
+        long,
+        env = "WXPAY_API_BASE",
+        default_value = paynotify::wxpay::client::DEFAULT_BASE_URL
+    )]
+    pub wxpay_api_base: String,
+    /// Tried when the main domain is unreachable, e.g. https://api2.mch.weixin.qq.com.
+    #[arg(long, env = "WXPAY_API_BACKUP_BASE")]
+    pub wxpay_api_backup_base: Option<String>,
+    /// Sent to unifiedorder; WeChat posts the payment notification there.
+    #[arg(
+        long,
+        env = "WXPAY_NOTIFY_URL",
+        default_value = "http://127.0.0.1:9010/wxpay/notify"
+    )]
+    pub wxpay_notify_url: String,
+    #[arg(long, env = "WXPAY_SIGN_TYPE", value_enum, default_value_t = SignTypeSetting::Md5)]
+    pub wxpay_sign_type: SignTypeSetting,
+    #[arg(long, env = "WXPAY_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
+    pub wxpay_connect_timeout_ms: u64,
+    /// Bound on one HTTP exchange with WeChat.
+    #[arg(long, env = "WXPAY_TIMEOUT_MS", default_value_t = 1500)]
+    pub wxpay_timeout_ms: u64,
+    /// Attempts in all for orderquery/closeorder.
+    #[arg(long, env = "WXPAY_MAX_ATTEMPTS", default_value_t = 3)]
+    pub wxpay_max_attempts: u32,
+    /// Delay before the first retry; doubles each retry (with jitter).
+    #[arg(long, env = "WXPAY_RETRY_BACKOFF_MS", default_value_t = 100)]
+    pub wxpay_retry_backoff_ms: u64,
+
+    /// Seconds between reconciliation runs; 0 disables reconciliation.
+    #[arg(long, env = "RECONCILE_INTERVAL_SECS", default_value_t = 60)]
+    pub reconcile_interval_secs: u64,
+    /// Only orders unpaid for at least this long are queried (their notification is late).
+    #[arg(long, env = "RECONCILE_MIN_AGE_SECS", default_value_t = 60)]
+    pub reconcile_min_age_secs: u64,
+    /// Orders older than this are no longer queried; 0 = no limit.
+    #[arg(long, env = "RECONCILE_MAX_AGE_SECS", default_value_t = 86_400)]
+    pub reconcile_max_age_secs: u64,
+    /// At most this many orders per run (order-svc caps it at 1000).
+    #[arg(long, env = "RECONCILE_BATCH", default_value_t = 100)]
+    pub reconcile_batch: u32,
+    /// orderquery calls per second made by reconciliation, at most.
+    #[arg(long, env = "RECONCILE_QUERIES_PER_SEC", default_value_t = 5.0)]
+    pub reconcile_queries_per_sec: f64,
+
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
+}
+
+/// A setting with a value the service cannot run with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid setting {setting}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable's name.
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+impl Default for Config {
+    /// The built-in defaults (the demo merchant), ignoring the environment.
+    fn default() -> Self {
+        Config::from_args_without_env(["pay-svc"])
+            .unwrap_or_else(|e| unreachable!("the built-in defaults parse: {e}"))
+    }
+}
+
+impl Config {
+    /// Parses command-line style arguments only, with the environment ignored (for tests and
+    /// embedding, where the process's variables must not leak in).
+    pub fn from_args_without_env<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Config::command().mut_args(|arg| arg.env(None));
+        Config::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+
+    /// Checks every setting; the first bad one is named in the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        http_url("ORDER_SVC_URL", &self.order_svc_url)?;
+        positive(
+            "ORDER_SVC_CONNECT_TIMEOUT_MS",
+            self.order_svc_connect_timeout_ms,
+        )?;
+        positive("ORDER_SVC_TIMEOUT_MS", self.order_svc_timeout_ms)?;
+        positive(
+            "ORDER_SVC_MARK_PAID_ATTEMPTS",
+            u64::from(self.order_svc_mark_paid_attempts),
+        )?;
+
+        if self.wxpay_appid.is_empty() || self.wxpay_appid.len() > 32 {
+            return Err(invalid("WXPAY_APPID", "must be 1 to 32 characters"));
+        }
+        if self.wxpay_mch_id.is_empty()
+            || self.wxpay_mch_id.len() > 32
+            || !self.wxpay_mch_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(invalid("WXPAY_MCH_ID", "must be 1 to 32 digits"));
+        }
+        let key = self.wxpay_api_key.expose_secret();
+        if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            // The length is safe to say; the key is not.
+            return Err(invalid(
+                "WXPAY_API_KEY",
+                format!(
+                    "must be 32 ASCII letters and digits (got {} characters)",
+                    key.chars().count()
+                ),
+            ));
+        }
+        http_url("WXPAY_API_BASE", &self.wxpay_api_base)?;
+        if let Some(backup) = &self.wxpay_api_backup_base {
+            http_url("WXPAY_API_BACKUP_BASE", backup)?;
+        }
+        let notify = http_url("WXPAY_NOTIFY_URL", &self.wxpay_notify_url)?;
+        if notify.query().is_some() {
+            return Err(invalid(
+                "WXPAY_NOTIFY_URL",
+                "must not carry a query string (WeChat drops it)",
+            ));
+        }
+        if self.wxpay_notify_url.len() > 256 {
+            return Err(invalid(
+                "WXPAY_NOTIFY_URL",
+                "must be at most 256 characters",
+            ));
+        }
+        positive("WXPAY_CONNECT_TIMEOUT_MS", self.wxpay_connect_timeout_ms)?;
+        positive("WXPAY_TIMEOUT_MS", self.wxpay_timeout_ms)?;
+        positive("WXPAY_MAX_ATTEMPTS", u64::from(self.wxpay_max_attempts))?;
+
+        if self.reconcile_interval_secs > 0 {
+            positive("RECONCILE_BATCH", u64::from(self.reconcile_batch))?;
+            if !(self.reconcile_queries_per_sec.is_finite() && self.reconcile_queries_per_sec > 0.0)
+            {
+                return Err(invalid("RECONCILE_QUERIES_PER_SEC", "must be a number > 0"));
+            }
+            if self.reconcile_max_age_secs != 0
+                && self.reconcile_max_age_secs <= self.reconcile_min_age_secs
+            {
+                return Err(invalid(
+                    "RECONCILE_MAX_AGE_SECS",
+                    "must be 0 or greater than RECONCILE_MIN_AGE_SECS",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The WeChat client's settings.
+    pub fn wechat_client_config(&self) -> ClientConfig {
+        ClientConfig {
+            base_url: self.wxpay_api_base.clone(),
+            backup_base_url: self.wxpay_api_backup_base.clone(),
+            sign_type: self.wxpay_sign_type.into(),
+            connect_timeout: Duration::from_millis(self.wxpay_connect_timeout_ms),
+            request_timeout: Duration::from_millis(self.wxpay_timeout_ms),
+            retry: RetryPolicy {
+                max_attempts: self.wxpay_max_attempts,
+                base_backoff: Duration::from_millis(self.wxpay_retry_backoff_ms),
+                max_backoff: Duration::from_millis(self.wxpay_retry_backoff_ms.saturating_mul(8)),
+            },
+            ..ClientConfig::new(
+                self.wxpay_appid.clone(),
+                self.wxpay_mch_id.clone(),
+                self.wxpay_api_key.clone(),
+            )
+        }
+    }
+
+    /// The retry schedule for idempotent order-svc calls (MarkPaid).
+    pub fn order_svc_retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.order_svc_mark_paid_attempts,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(800),
+        }
+    }
+}
+
+fn positive(setting: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(invalid(setting, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn http_url(setting: &'static str, value: &str) -> Result<http::Uri, ConfigError> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|e| invalid(setting, format!("`{value}` is not a URL: {e}")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(invalid(
+            setting,
+            format!("`{value}` must be an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(args: &[&str]) -> Config {
+        let mut all = vec!["pay-svc"];
+        all.extend_from_slice(args);
+        Config::from_args_without_env(all).unwrap()
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_hide_the_key() {
+        let config = Config::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.addr.to_string(), "127.0.0.1:50051");
+        assert!(!format!("{config:?}").contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--wxpay-api-key", "short"], "WXPAY_API_KEY"),
+            (
+                &["--wxpay-api-key", "T6m9iK73b0kn9g5v426MKfHQH7X8rKw!"],
+                "WXPAY_API_KEY",
+            ),
+            (
+                &["--wxpay-notify-url", "http://example.com/notify?x=1"],
+                "WXPAY_NOTIFY_URL",
+            ),
+            (
+                &["--wxpay-notify-url", "ftp://example.com/notify"],
+                "WXPAY_NOTIFY_URL",
+            ),
+            (&["--wxpay-notify-url", "/notify"], "WXPAY_NOTIFY_URL"),
+            (&["--wxpay-mch-id", "12ab"], "WXPAY_MCH_ID"),
+            (&["--wxpay-appid", ""], "WXPAY_APPID"),
+            (&["--order-svc-url", "127.0.0.1:50052"], "ORDER_SVC_URL"),
+            (&["--wxpay-api-base", "nope"], "WXPAY_API_BASE"),
+            (&["--wxpay-timeout-ms", "0"], "WXPAY_TIMEOUT_MS"),
+            (
+                &["--reconcile-queries-per-sec", "0"],
+                "RECONCILE_QUERIES_PER_SEC",
+            ),
+            (
+                &["--reconcile-max-age-secs", "30"],
+                "RECONCILE_MAX_AGE_SECS",
+            ),
+        ];
+        for (args, setting) in cases {
+            let err = with(args).validate().unwrap_err();
+            assert_eq!(err.setting, *setting, "{args:?}");
+            assert!(!err.to_string().contains("T6m9iK73"));
+        }
+        // Disabled reconciliation does not care about its other settings.
+        let off = with(&[
+            "--reconcile-interval-secs",
+            "0",
+            "--reconcile-queries-per-sec",
+            "0",
+        ]);
+        assert_eq!(off.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_client_config_follows_the_settings() {
+        let config = with(&[
+            "--wxpay-sign-type",
+            "HMAC-SHA256",
+            "--wxpay-api-backup-base",
+            "https://api2.mch.weixin.qq.com",
+            "--wxpay-timeout-ms",
+            "700",
+        ]);
+        let client = config.wechat_client_config();
+        assert_eq!(client.sign_type, SignType::HmacSha256);
+        assert_eq!(
+            client.backup_base_url.as_deref(),
+            Some("https://api2.mch.weixin.qq.com")
+        );
+        assert_eq!(client.request_timeout, Duration::from_millis(700));
+        assert_eq!(client.appid, "wx8397f8696b538317");
+        assert_eq!(client.mch_id, "1473426802");
+    }
+}

@@ -1,0 +1,147 @@
+//! Steps 4b–6, shared by notifications and reconciliation: a payment claim is checked against
+//! the order, confirmed against WeChat's record, and only then passed to order-svc's MarkPaid.
+//! A notification's claim makes this path call orderquery itself; reconciliation's claim comes
+//! from an orderquery it already made, so the record is handed in instead of fetched twice.
+
+use paynotify::{
+    proto::{order::v1::MarkPaidOutcome, pay::v1::NotifyOutcome},
+    wxpay::client::{OrderQuery, OrderRef, WechatClient},
+};
+
+use crate::{
+    claim::{PaymentClaim, check_against_order, check_against_query},
+    error::PayError,
+    orders::{MarkPaid, Orders},
+    verdict::Verdict,
+};
+
+/// WeChat's record of the claimed payment: still to be fetched, or already at hand.
+pub enum Evidence<'a> {
+    QueryWechat,
+    Queried(&'a OrderQuery),
+}
+
+#[derive(Clone, Debug)]
+pub struct Confirmer {
+    pub orders: Orders,
+    pub wechat: WechatClient,
+}
+
+impl Confirmer {
+    /// A verdict for the claim, or an error when one cannot be reached yet (order-svc or
+    /// WeChat unreachable): the caller must try again later.
+    pub async fn confirm(
+        &self,
+        claim: &PaymentClaim,
+        evidence: Evidence<'_>,
+    ) -> Result<Verdict, PayError> {
+        // 4b. Our order.
+        let Some(order) = self.orders.get(&claim.out_trade_no).await? else {
+            return Ok(Verdict::new(
+                NotifyOutcome::UnknownOrder,
+                "no such order in order-svc",
+            ));
+        };
+        if let Some(verdict) = check_against_order(claim, &order) {
+            return Ok(verdict);
+        }
+
+        // 5. WeChat's record.
+        let fetched;
+        let query = match evidence {
+            Evidence::Queried(query) => query,
+            Evidence::QueryWechat => {
+                let order_ref = OrderRef::OutTradeNo(claim.out_trade_no.clone());
+                match self.wechat.order_query(&order_ref).await {
+                    Ok(query) => {
+                        fetched = query;
+                        &fetched
+                    }
+                    Err(err) if err.err_code() == Some("ORDERNOTEXIST") => {
+                        return Ok(Verdict::new(
+                            NotifyOutcome::NotConfirmed,
+                            "WeChat has no such order",
+                        ));
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        };
+        if let Some(verdict) = check_against_query(claim, query) {
+            return Ok(verdict);
+        }
+
+        // 6. Mark it paid, with the amount WeChat confirmed.
+        Ok(verdict_for(self.orders.mark_paid(claim).await?))
+    }
+}
+
+/// What MarkPaid's answer means for the notification.
+pub fn verdict_for(mark_paid: MarkPaid) -> Verdict {
+    match mark_paid {
+        MarkPaid::Outcome { outcome, detail } => match outcome {
+            MarkPaidOutcome::MarkedPaid => Verdict::new(NotifyOutcome::Paid, "order marked paid"),
+            MarkPaidOutcome::AlreadyPaid => {
+                Verdict::new(NotifyOutcome::Duplicate, "already paid by this transaction")
+            }
+            MarkPaidOutcome::PaymentConflict => Verdict::new(
+                NotifyOutcome::PaymentConflict,
+                if detail.is_empty() {
+                    "order paid by another transaction or closed; recorded for refund".into()
+                } else {
+                    detail
+                },
+            ),
+            MarkPaidOutcome::Unspecified => Verdict::new(
+                NotifyOutcome::NotConfirmed,
+                "order-svc gave no MarkPaid outcome",
+            ),
+        },
+        MarkPaid::AmountRejected(detail) => Verdict::new(NotifyOutcome::AmountMismatch, detail),
+        MarkPaid::NotFound => {
+            Verdict::new(NotifyOutcome::UnknownOrder, "no such order in order-svc")
+        }
+        MarkPaid::Invalid(detail) => Verdict::new(NotifyOutcome::Malformed, detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mark_paid_answers_map_to_verdicts() {
+        let outcome = |m: MarkPaid| {
+            let v = verdict_for(m);
+            (v.outcome, v.acknowledge())
+        };
+        let said = |outcome: MarkPaidOutcome| MarkPaid::Outcome {
+            outcome,
+            detail: String::new(),
+        };
+        assert_eq!(
+            outcome(said(MarkPaidOutcome::MarkedPaid)),
+            (NotifyOutcome::Paid, true)
+        );
+        assert_eq!(
+            outcome(said(MarkPaidOutcome::AlreadyPaid)),
+            (NotifyOutcome::Duplicate, true)
+        );
+        assert_eq!(
+            outcome(said(MarkPaidOutcome::PaymentConflict)),
+            (NotifyOutcome::PaymentConflict, false)
+        );
+        assert_eq!(
+            outcome(MarkPaid::AmountRejected("x".into())),
+            (NotifyOutcome::AmountMismatch, false)
+        );
+        assert_eq!(
+            outcome(MarkPaid::NotFound),
+            (NotifyOutcome::UnknownOrder, false)
+        );
+        assert_eq!(
+            outcome(MarkPaid::Invalid("x".into())),
+            (NotifyOutcome::Malformed, false)
+        );
+    }
+}

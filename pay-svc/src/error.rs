@@ -1,0 +1,148 @@
+//! pay-svc's one error type: the ways a request can end without a verdict or a result, and
+//! their single mapping to gRPC status codes. A verdict about a notification (rejected,
+//! duplicate, ...) is not an error; an error means "ask again later" or "the request is wrong".
+
+use paynotify::wxpay::client::WechatError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    /// The order is missing or in a state that does not allow the call.
+    #[error("{0}")]
+    OrderNotPayable(String),
+    #[error("order-svc is unavailable")]
+    OrderSvcUnavailable(#[source] tonic::Status),
+    #[error("order-svc answered unexpectedly")]
+    OrderSvc(#[source] tonic::Status),
+    #[error("WeChat Pay call failed")]
+    Wechat(#[source] WechatError),
+}
+
+impl From<WechatError> for PayError {
+    fn from(err: WechatError) -> Self {
+        PayError::Wechat(err)
+    }
+}
+
+impl PayError {
+    /// Classifies a failed order-svc call: transient (unreachable, timed out) or not.
+    pub fn from_order_svc(status: tonic::Status) -> PayError {
+        if is_transient(&status) {
+            PayError::OrderSvcUnavailable(status)
+        } else {
+            PayError::OrderSvc(status)
+        }
+    }
+}
+
+/// Codes that say "order-svc could not answer", as opposed to "order-svc said no". A client-side
+/// timeout arrives as CANCELLED ("Timeout expired").
+pub fn is_transient(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
+}
+
+/// `err` and its sources, joined: what the log gets, while the caller gets a terse status.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+impl From<PayError> for tonic::Status {
+    fn from(err: PayError) -> tonic::Status {
+        use tonic::{Code, Status};
+        let code = match &err {
+            PayError::InvalidArgument(_) => Code::InvalidArgument,
+            PayError::OrderNotPayable(_) => Code::FailedPrecondition,
+            PayError::OrderSvcUnavailable(_) => Code::Unavailable,
+            PayError::OrderSvc(_) => Code::Internal,
+            PayError::Wechat(wechat) => match wechat {
+                WechatError::Business { err_code, .. } => match err_code.as_str() {
+                    "ORDERNOTEXIST" => Code::NotFound,
+                    "ORDERPAID" | "ORDERCLOSED" | "OUT_TRADE_NO_USED" => Code::FailedPrecondition,
+                    "PARAM_ERROR" | "INVALID_REQUEST" => Code::InvalidArgument,
+                    _ => Code::Unavailable,
+                },
+                WechatError::InvalidRequest { .. } => Code::InvalidArgument,
+                WechatError::Config(_) => Code::Internal,
+                // Unreachable, timed out, 5xx, unsigned or malformed replies, FAIL: no answer
+                // that can be trusted yet. Callers (the gateway) answer WeChat FAIL and it
+                // sends the notification again.
+                _ => Code::Unavailable,
+            },
+        };
+        let detail = chain(&err);
+        if matches!(code, Code::Unavailable | Code::Internal) {
+            tracing::warn!(error = %detail, code = ?code, "request failed");
+        } else {
+            tracing::info!(error = %detail, code = ?code, "request refused");
+        }
+        // Terse for the caller: the top-level message plus the leaf, never the whole chain of
+        // internal addresses.
+        let message = match &err {
+            PayError::Wechat(wechat) => wechat.to_string(),
+            other => other.to_string(),
+        };
+        Status::new(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paynotify::wxpay::client::Api;
+
+    use super::*;
+
+    fn business(code: &str) -> PayError {
+        PayError::Wechat(WechatError::Business {
+            api: Api::OrderQuery,
+            err_code: code.into(),
+            err_code_des: String::new(),
+        })
+    }
+
+    #[test]
+    fn statuses() {
+        let code = |err: PayError| tonic::Status::from(err).code();
+        assert_eq!(
+            code(PayError::OrderSvcUnavailable(tonic::Status::unavailable(
+                "x"
+            ))),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(code(business("SYSTEMERROR")), tonic::Code::Unavailable);
+        assert_eq!(code(business("ORDERNOTEXIST")), tonic::Code::NotFound);
+        assert_eq!(code(business("ORDERPAID")), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            code(PayError::OrderNotPayable("paid".into())),
+            tonic::Code::FailedPrecondition
+        );
+        assert_eq!(
+            code(PayError::Wechat(WechatError::BadSignature {
+                api: Api::OrderQuery,
+                source: paynotify::wxpay::sign::SignError::MissingSign,
+            })),
+            tonic::Code::Unavailable
+        );
+    }
+
+    #[test]
+    fn transient_order_svc_failures() {
+        assert!(is_transient(&tonic::Status::unavailable("down")));
+        assert!(is_transient(&tonic::Status::cancelled("Timeout expired")));
+        assert!(!is_transient(&tonic::Status::not_found("x")));
+        assert!(matches!(
+            PayError::from_order_svc(tonic::Status::internal("db")),
+            PayError::OrderSvc(_)
+        ));
+    }
+}

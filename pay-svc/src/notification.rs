@@ -1,0 +1,210 @@
+//! Steps 1–4a of ConfirmPayment, pure: screen a notification's raw fields, in the order WeChat
+//! documents (protocol, authenticity, business result), before anything is looked up.
+//! A notification that passes becomes a [`PaymentClaim`]; every other ends here in a verdict
+//! and changes nothing.
+
+use paynotify::{
+    proto::pay::v1::NotifyOutcome,
+    wxpay::{
+        Fields,
+        sign::{self, SignType},
+    },
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{claim::PaymentClaim, verdict::Verdict};
+
+/// Who we are at WeChat: notifications for anyone else are refused.
+#[derive(Clone, Debug)]
+pub struct Merchant {
+    pub appid: String,
+    pub mch_id: String,
+    pub api_key: SecretString,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Screening {
+    /// Decided without looking anything up.
+    Decided(Verdict),
+    /// Authentic and claims a payment: check it against the order and WeChat.
+    Claim(PaymentClaim),
+}
+
+pub fn screen(fields: &Fields, merchant: &Merchant) -> Screening {
+    let get = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+    let decided = |outcome, reason: String| Screening::Decided(Verdict::new(outcome, reason));
+
+    // 1. A communication-level notice carries no signed payment: nothing to do.
+    if get("return_code") != "SUCCESS" {
+        return decided(
+            NotifyOutcome::ReturnFail,
+            format!("return_code {}: {}", get("return_code"), get("return_msg")),
+        );
+    }
+
+    // 2. Ours and authentic.
+    if get("appid") != merchant.appid {
+        return decided(NotifyOutcome::WrongMerchant, "appid is not ours".into());
+    }
+    if get("mch_id") != merchant.mch_id {
+        return decided(NotifyOutcome::WrongMerchant, "mch_id is not ours".into());
+    }
+    match sign::verify(fields, merchant.api_key.expose_secret()) {
+        Ok(used) => {
+            if SignType::declared_by(fields).is_ok_and(|declared| declared != used) {
+                // Seen in the wild (SPEC §2.3); authentic, but worth knowing about.
+                tracing::info!(
+                    event = "notify.sign_type_fallback",
+                    used = used.as_str(),
+                    "notification signed with the undeclared algorithm"
+                );
+            }
+        }
+        Err(err) => return decided(NotifyOutcome::BadSignature, err.to_string()),
+    }
+
+    // 3. Verified, but not a payment.
+    if get("result_code") != "SUCCESS" {
+        return decided(
+            NotifyOutcome::NotPaid,
+            format!(
+                "result_code {}: {} {}",
+                get("result_code"),
+                get("err_code"),
+                get("err_code_des")
+            )
+            .trim_end()
+            .to_owned(),
+        );
+    }
+
+    // 4a. The fields a payment needs.
+    match PaymentClaim::from_notification(fields) {
+        Ok(claim) => Screening::Claim(claim),
+        Err(reason) => decided(NotifyOutcome::Malformed, reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paynotify::wxpay::sign::sign_fields;
+
+    use super::*;
+
+    const KEY: &str = "T6m9iK73b0kn9g5v426MKfHQH7X8rKwb";
+
+    fn merchant() -> Merchant {
+        Merchant {
+            appid: "wx8397f8696b538317".into(),
+            mch_id: "1473426802".into(),
+            api_key: KEY.into(),
+        }
+    }
+
+    fn notification(changes: &[(&str, &str)]) -> Fields {
+        let mut fields: Fields = [
+            ("return_code", "SUCCESS"),
+            ("appid", "wx8397f8696b538317"),
+            ("mch_id", "1473426802"),
+            ("nonce_str", "n0nce"),
+            ("result_code", "SUCCESS"),
+            ("openid", "oUpF8uMEb4qRXf22hE3X68TekukE"),
+            ("trade_type", "NATIVE"),
+            ("bank_type", "CFT"),
+            ("total_fee", "2500"),
+            ("cash_fee", "2500"),
+            ("transaction_id", "4200000001"),
+            ("out_trade_no", "o1"),
+            ("time_end", "20240101120000"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in changes {
+            fields.insert(k.to_string(), v.to_string());
+        }
+        sign_fields(&mut fields, KEY, SignType::Md5);
+        fields
+    }
+
+    fn outcome(fields: &Fields) -> NotifyOutcome {
+        match screen(fields, &merchant()) {
+            Screening::Decided(verdict) => verdict.outcome,
+            Screening::Claim(_) => NotifyOutcome::Unspecified,
+        }
+    }
+
+    #[test]
+    fn an_authentic_payment_becomes_a_claim() {
+        match screen(&notification(&[]), &merchant()) {
+            Screening::Claim(claim) => {
+                assert_eq!(claim.out_trade_no, "o1");
+                assert_eq!(claim.total_fee, 2500);
+            }
+            other => panic!("{other:?}"),
+        }
+        // HMAC-SHA256 notifications too.
+        let mut hmac = notification(&[]);
+        sign_fields(&mut hmac, KEY, SignType::HmacSha256);
+        assert_eq!(outcome(&hmac), NotifyOutcome::Unspecified);
+    }
+
+    #[test]
+    fn return_fail_comes_first_and_needs_no_signature() {
+        let fields: Fields = [("return_code", "FAIL"), ("return_msg", "签名失败")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(outcome(&fields), NotifyOutcome::ReturnFail);
+        assert_eq!(outcome(&Fields::new()), NotifyOutcome::ReturnFail);
+    }
+
+    #[test]
+    fn forged_and_foreign_notifications_are_refused() {
+        let mut tampered = notification(&[]);
+        tampered.insert("total_fee".into(), "1".into());
+        assert_eq!(outcome(&tampered), NotifyOutcome::BadSignature);
+
+        let mut unsigned = notification(&[]);
+        unsigned.remove("sign");
+        assert_eq!(outcome(&unsigned), NotifyOutcome::BadSignature);
+
+        let mut other_key = notification(&[]);
+        sign_fields(
+            &mut other_key,
+            "another-key-another-key-another-k",
+            SignType::Md5,
+        );
+        assert_eq!(outcome(&other_key), NotifyOutcome::BadSignature);
+
+        // Correctly signed, but for another merchant.
+        assert_eq!(
+            outcome(&notification(&[("appid", "wx0000000000000000")])),
+            NotifyOutcome::WrongMerchant
+        );
+        assert_eq!(
+            outcome(&notification(&[("mch_id", "1900000109")])),
+            NotifyOutcome::WrongMerchant
+        );
+    }
+
+    #[test]
+    fn the_signature_is_checked_before_the_business_result() {
+        let mut failed = notification(&[("result_code", "FAIL"), ("err_code", "NOTENOUGH")]);
+        assert_eq!(outcome(&failed), NotifyOutcome::NotPaid);
+        failed.insert("err_code_des".into(), "x".into());
+        assert_eq!(outcome(&failed), NotifyOutcome::BadSignature);
+    }
+
+    #[test]
+    fn authentic_but_incomplete_notifications_are_malformed() {
+        let mut missing = notification(&[]);
+        missing.remove("transaction_id");
+        sign_fields(&mut missing, KEY, SignType::Md5);
+        assert_eq!(outcome(&missing), NotifyOutcome::Malformed);
+        assert_eq!(
+            outcome(&notification(&[("total_fee", "25.00")])),
+            NotifyOutcome::Malformed
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Start-up and shutdown: [`bind`] checks the config, builds the WeChat client and the
+//! order-svc channel once, and binds the listener (port 0 works, for tests);
+//! [`Server::run_until`] serves PayService with health and reflection, runs reconciliation in
+//! the background, and drains gracefully when the shutdown future resolves.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
+use paynotify::{
+    proto::pay::v1::pay_service_server::PayServiceServer, wxpay::client::WechatClient,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::{
+    Config,
+    confirm::Confirmer,
+    notification::Merchant,
+    orders::Orders,
+    reconcile::{self, ReconcileSettings},
+    service::PayGrpc,
+};
+
+/// A bound, not yet serving pay-svc.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    service: PayGrpc,
+    reconcile: Option<ReconcileSettings>,
+}
+
+/// Validates `config`, builds the clients and binds the listener.
+pub async fn bind(config: Config) -> anyhow::Result<Server> {
+    config.validate()?;
+    let wechat = WechatClient::new(config.wechat_client_config())
+        .context("building the WeChat Pay client")?;
+    let orders = Orders::connect_lazy(
+        &config.order_svc_url,
+        Duration::from_millis(config.order_svc_connect_timeout_ms),
+        Duration::from_millis(config.order_svc_timeout_ms),
+        config.order_svc_retry(),
+    )
+    .with_context(|| format!("invalid ORDER_SVC_URL `{}`", config.order_svc_url))?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding PAY_SVC_ADDR {}", config.addr))?;
+    let local_addr = listener.local_addr()?;
+    let reconcile = (config.reconcile_interval_secs > 0).then(|| ReconcileSettings {
+        interval: Duration::from_secs(config.reconcile_interval_secs),
+        min_age: Duration::from_secs(config.reconcile_min_age_secs),
+        max_age: (config.reconcile_max_age_secs > 0)
+            .then(|| Duration::from_secs(config.reconcile_max_age_secs)),
+        batch: config.reconcile_batch,
+        queries_per_sec: config.reconcile_queries_per_sec,
+    });
+    let service = PayGrpc {
+        merchant: Merchant {
+            appid: config.wxpay_appid.clone(),
+            mch_id: config.wxpay_mch_id.clone(),
+            api_key: config.wxpay_api_key.clone(),
+        },
+        confirmer: Confirmer { orders, wechat },
+        notify_url: config.wxpay_notify_url.clone(),
+    };
+    Ok(Server {
+        listener,
+        local_addr,
+        service,
+        reconcile,
+    })
+}
+
+impl Server {
+    /// The address actually bound (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops reconciliation,
+    /// lets in-flight calls finish and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<PayServiceServer<PayGrpc>>().await;
+        let (reflection_v1, reflection_v1alpha) =
+            paynotify::runtime::reflection_services().context("building gRPC reflection")?;
+
+        let cancel = CancellationToken::new();
+        let reconciler = self.reconcile.map(|settings| {
+            tokio::spawn(reconcile::run(
+                self.service.confirmer.clone(),
+                settings,
+                cancel.child_token(),
+            ))
+        });
+
+        let draining = {
+            let cancel = cancel.clone();
+            let health = health.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("draining");
+                health.set_not_serving::<PayServiceServer<PayGrpc>>().await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+                cancel.cancel();
+            }
+        };
+
+        tracing::info!(addr = %self.local_addr, "pay-svc listening");
+        let served = tonic::transport::Server::builder()
+            .trace_fn(|request| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("grpc", method = %request.uri().path(), request_id)
+            })
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(PayServiceServer::new(self.service))
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), draining)
+            .await;
+        cancel.cancel();
+        if let Some(task) = reconciler
+            && let Err(err) = task.await
+        {
+            tracing::warn!(error = %err, "reconciliation task ended abnormally");
+        }
+        served.context("serving gRPC")?;
+        tracing::info!("pay-svc stopped");
+        Ok(())
+    }
+}

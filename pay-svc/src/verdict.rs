@@ -1,0 +1,146 @@
+//! A verdict about one payment claim: what happened (`NotifyOutcome`), whether WeChat may stop
+//! resending (`acknowledge`, derived from the outcome so the two never disagree), and a short
+//! reason. Every path that decides something — the notification checks, order-svc's answer,
+//! reconciliation — ends in one of these, and the security-relevant ones are logged here under
+//! stable event names that alerting can match on.
+
+use paynotify::proto::pay::v1::{ConfirmPaymentResponse, NotifyOutcome};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: NotifyOutcome,
+    pub reason: String,
+}
+
+/// Where a claim came from, for the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Notification,
+    Reconciliation,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Notification => "notification",
+            Source::Reconciliation => "reconciliation",
+        }
+    }
+}
+
+impl Verdict {
+    pub fn new(outcome: NotifyOutcome, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            outcome,
+            reason: reason.into(),
+        }
+    }
+
+    /// True only when the notification is handled for good (pay.proto).
+    pub fn acknowledge(&self) -> bool {
+        matches!(
+            self.outcome,
+            NotifyOutcome::Paid
+                | NotifyOutcome::Duplicate
+                | NotifyOutcome::NotPaid
+                | NotifyOutcome::ReturnFail
+        )
+    }
+
+    /// The stable event name of outcomes someone should look at, if this is one.
+    pub fn security_event(&self) -> Option<&'static str> {
+        match self.outcome {
+            NotifyOutcome::BadSignature => Some("notify.bad_signature"),
+            NotifyOutcome::WrongMerchant => Some("notify.wrong_merchant"),
+            NotifyOutcome::AmountMismatch => Some("notify.amount_mismatch"),
+            NotifyOutcome::PaymentConflict => Some("notify.payment_conflict"),
+            _ => None,
+        }
+    }
+
+    /// Logs the verdict: WARN with its event name when security-relevant, INFO otherwise.
+    /// Only the verdict's own reason is logged, never message fields such as `sign`.
+    pub fn log(&self, source: Source, out_trade_no: &str, transaction_id: &str) {
+        let outcome = self.outcome.as_str_name();
+        match self.security_event() {
+            Some(event) => tracing::warn!(
+                event,
+                source = source.as_str(),
+                out_trade_no,
+                transaction_id,
+                outcome,
+                reason = %self.reason,
+                "payment claim rejected"
+            ),
+            None => tracing::info!(
+                source = source.as_str(),
+                out_trade_no,
+                transaction_id,
+                outcome,
+                acknowledge = self.acknowledge(),
+                reason = %self.reason,
+                "payment claim decided"
+            ),
+        }
+    }
+
+    pub fn into_response(self, out_trade_no: &str, transaction_id: &str) -> ConfirmPaymentResponse {
+        ConfirmPaymentResponse {
+            outcome: self.outcome.into(),
+            acknowledge: self.acknowledge(),
+            reason: self.reason,
+            out_trade_no: out_trade_no.to_owned(),
+            transaction_id: transaction_id.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_outcomes_are_acknowledged() {
+        let acked = [
+            NotifyOutcome::Paid,
+            NotifyOutcome::Duplicate,
+            NotifyOutcome::NotPaid,
+            NotifyOutcome::ReturnFail,
+        ];
+        for outcome in [
+            NotifyOutcome::Unspecified,
+            NotifyOutcome::Paid,
+            NotifyOutcome::Duplicate,
+            NotifyOutcome::NotPaid,
+            NotifyOutcome::ReturnFail,
+            NotifyOutcome::BadSignature,
+            NotifyOutcome::WrongMerchant,
+            NotifyOutcome::AmountMismatch,
+            NotifyOutcome::UnknownOrder,
+            NotifyOutcome::NotConfirmed,
+            NotifyOutcome::PaymentConflict,
+            NotifyOutcome::Malformed,
+        ] {
+            let verdict = Verdict::new(outcome, "r");
+            assert_eq!(
+                verdict.acknowledge(),
+                acked.contains(&outcome),
+                "{outcome:?}"
+            );
+            let response = verdict.into_response("o1", "t1");
+            assert_eq!(response.outcome(), outcome);
+        }
+    }
+
+    #[test]
+    fn security_events_have_stable_names() {
+        assert_eq!(
+            Verdict::new(NotifyOutcome::BadSignature, "").security_event(),
+            Some("notify.bad_signature")
+        );
+        assert_eq!(
+            Verdict::new(NotifyOutcome::Duplicate, "").security_event(),
+            None
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! pay-svc integration tests (written once order-svc and wxpay-sim exist).
