@@ -1,1 +1,44 @@
-//! wxpay-sim (placeholder until built).
+//! wxpay-sim: a local stand-in for WeChat Pay API v2 and its notification delivery, so the
+//! whole payment-callback flow runs and is tested on one machine with no public domain.
+//!
+//! - WeChat's endpoints: `/pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder` (XML,
+//!   checked and signed as WeChat does).
+//! - the control API under `/sim` (JSON; shapes in [`model`], typed client [`SimClient`]):
+//!   pay an order, inspect and replay its notifications, read counters.
+//! - delivery: the signed payment notification POSTed to the order's notify_url on WeChat's
+//!   retry schedule, scaled by [`Config::time_scale`].
+//!
+//! Start one in a test with [`bind`] on `127.0.0.1:0` and [`Server::run_until`].
+
+mod api;
+mod client;
+mod config;
+mod control;
+mod delivery;
+mod ids;
+pub mod model;
+mod notification;
+mod server;
+mod state;
+mod stats;
+
+pub use client::{ClientError, SimClient};
+pub use config::{
+    Config, DEFAULT_ADDR, DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID, Merchant, SignAlgorithm,
+};
+pub use delivery::{NotifyReply, RETRY_INTERVALS, post_notification};
+pub use model::{Attempt, NewOrder, PayResult, ReplayResult, SimOrder, SimStats, TradeState};
+pub use notification::{Notification, signed_notification, signed_xml};
+pub use server::{Server, bind};
+
+/// An error and its sources on one line, for logs and attempt records.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

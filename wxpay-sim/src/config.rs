@@ -1,0 +1,239 @@
+//! The simulator's settings: the one merchant account it serves, where it listens, how fast
+//! simulated time runs. Every setting is a clap flag backed by an environment variable; the
+//! structs also deserialize, so a TOML layer can go under them later.
+
+use std::{net::SocketAddr, time::Duration};
+
+use paynotify::{runtime::LogFormat, wxpay::sign::SignType};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The demo merchant account: public test values, not a real merchant.
+pub const DEMO_APPID: &str = "wx8397f8696b538317";
+pub const DEMO_MCH_ID: &str = "1473426802";
+pub const DEMO_API_KEY: &str = "T6m9iK73b0kn9g5v426MKfHQH7X8rKwb";
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9020";
+
+/// WeChat's reply deadline for a notification (SPEC §1.4), before time scaling.
+pub const WECHAT_REPLY_DEADLINE: Duration = Duration::from_secs(5);
+/// The scaled reply deadline never drops below this: a loaded test machine still needs time
+/// to answer a local request.
+pub const MIN_REPLY_DEADLINE: Duration = Duration::from_millis(200);
+
+/// The merchant account (appid, mch_id, API v2 key) the simulator plays WeChat for.
+#[derive(Clone, Debug, clap::Args, Deserialize)]
+#[serde(default)]
+pub struct Merchant {
+    /// The merchant's appid.
+    #[arg(long, env = "WXPAY_APPID", default_value = DEMO_APPID)]
+    pub appid: String,
+    /// The merchant number.
+    #[arg(long, env = "WXPAY_MCH_ID", default_value = DEMO_MCH_ID)]
+    pub mch_id: String,
+    /// The API v2 key that signs every message.
+    #[arg(
+        long,
+        env = "WXPAY_API_KEY",
+        default_value = DEMO_API_KEY,
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub api_key: SecretString,
+}
+
+impl Default for Merchant {
+    fn default() -> Self {
+        Merchant {
+            appid: DEMO_APPID.into(),
+            mch_id: DEMO_MCH_ID.into(),
+            api_key: SecretString::from(DEMO_API_KEY),
+        }
+    }
+}
+
+impl Merchant {
+    pub(crate) fn key(&self) -> &str {
+        self.api_key.expose_secret()
+    }
+}
+
+/// The signature algorithm, as a flag value (`md5`, `hmac-sha256`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+pub enum SignAlgorithm {
+    #[default]
+    #[value(name = "md5")]
+    #[serde(rename = "md5", alias = "MD5")]
+    Md5,
+    #[value(name = "hmac-sha256")]
+    #[serde(rename = "hmac-sha256", alias = "HMAC-SHA256")]
+    HmacSha256,
+}
+
+impl From<SignAlgorithm> for SignType {
+    fn from(algorithm: SignAlgorithm) -> Self {
+        match algorithm {
+            SignAlgorithm::Md5 => SignType::Md5,
+            SignAlgorithm::HmacSha256 => SignType::HmacSha256,
+        }
+    }
+}
+
+/// Everything `wxpay-sim serve` needs. `Default` is the demo account on 127.0.0.1:9020 in real
+/// time, and reads no environment.
+#[derive(Clone, Debug, clap::Args, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "SIM_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: SocketAddr,
+    #[command(flatten)]
+    pub merchant: Merchant,
+    /// Multiplies every notification retry interval and the reply deadline: 1.0 is real time,
+    /// 0.001 runs WeChat's 24-hour retry schedule in about 87 seconds.
+    #[arg(long, env = "SIM_TIME_SCALE", default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// How long a notify_url may take to answer before the attempt counts as failed.
+    /// Default: 5 s × time scale, but at least 200 ms.
+    #[arg(long, env = "SIM_REPLY_DEADLINE_MS")]
+    pub reply_deadline_ms: Option<u64>,
+    /// How notifications are signed.
+    #[arg(long, env = "SIM_NOTIFY_SIGN_TYPE", value_enum, default_value = "md5")]
+    pub notify_sign_type: SignAlgorithm,
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9020)),
+            merchant: Merchant::default(),
+            time_scale: 1.0,
+            reply_deadline_ms: None,
+            notify_sign_type: SignAlgorithm::Md5,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("SIM_TIME_SCALE (--time-scale) must be a positive finite number, got {0}")]
+    TimeScale(f64),
+    #[error("SIM_REPLY_DEADLINE_MS (--reply-deadline-ms) must be at least 1")]
+    ReplyDeadline,
+    #[error("{name} must not be empty")]
+    Empty { name: &'static str },
+}
+
+impl Config {
+    /// Checks every setting, naming the bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+            return Err(ConfigError::TimeScale(self.time_scale));
+        }
+        if self.reply_deadline_ms == Some(0) {
+            return Err(ConfigError::ReplyDeadline);
+        }
+        for (name, value) in [
+            ("WXPAY_APPID (--appid)", self.merchant.appid.as_str()),
+            ("WXPAY_MCH_ID (--mch-id)", self.merchant.mch_id.as_str()),
+            ("WXPAY_API_KEY (--api-key)", self.merchant.key()),
+        ] {
+            if value.is_empty() {
+                return Err(ConfigError::Empty { name });
+            }
+        }
+        Ok(())
+    }
+
+    /// A real-time span as simulated time.
+    pub fn scaled(&self, real: Duration) -> Duration {
+        real.mul_f64(self.time_scale)
+    }
+
+    /// How long a notification reply may take.
+    pub fn reply_deadline(&self) -> Duration {
+        match self.reply_deadline_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => self.scaled(WECHAT_REPLY_DEADLINE).max(MIN_REPLY_DEADLINE),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn default_is_the_demo_account_in_real_time() {
+        let config = Config::default();
+        assert_eq!(config.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(config.merchant.appid, DEMO_APPID);
+        assert_eq!(config.merchant.key(), DEMO_API_KEY);
+        assert_eq!(config.reply_deadline(), Duration::from_secs(5));
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn flags_parse_like_the_defaults() {
+        let parsed = Cli::try_parse_from(["wxpay-sim"]).unwrap().config;
+        assert_eq!(parsed.addr, Config::default().addr);
+        let parsed = Cli::try_parse_from([
+            "wxpay-sim",
+            "--time-scale",
+            "0.001",
+            "--notify-sign-type",
+            "hmac-sha256",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(parsed.time_scale, 0.001);
+        assert_eq!(parsed.notify_sign_type, SignAlgorithm::HmacSha256);
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let text = format!("{:?}", Config::default());
+        assert!(!text.contains(DEMO_API_KEY));
+    }
+
+    #[test]
+    fn the_reply_deadline_scales_with_a_floor() {
+        let mut config = Config {
+            time_scale: 0.1,
+            ..Config::default()
+        };
+        assert_eq!(config.reply_deadline(), Duration::from_millis(500));
+        config.time_scale = 0.001;
+        assert_eq!(config.reply_deadline(), MIN_REPLY_DEADLINE);
+        config.reply_deadline_ms = Some(50);
+        assert_eq!(config.reply_deadline(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let config = Config {
+            time_scale: 0.0,
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::TimeScale(0.0)));
+        let mut config = Config::default();
+        config.merchant.api_key = SecretString::from("");
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("WXPAY_API_KEY")
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The control API (JSON, under `/sim`): what a tester does in place of a real user and
+//! WeChat's back office — pay an order, inspect its notification attempts, place orders
+//! directly, replay notifications, read counters. Shapes are in [`crate::model`].
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State, rejection::JsonRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use tracing::{info, instrument};
+
+use crate::{
+    api::valid_notify_url,
+    delivery,
+    model::{
+        ErrorBody, NewOrder, PayRequest, PayResult, ReplayRequest, ReplayResult, SimOrder, SimStats,
+    },
+    server::App,
+    state::{OrderTerms, StoreError},
+};
+
+/// The body of orders placed without one.
+const DEFAULT_BODY: &str = "wxpay-sim order";
+
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/sim/pay", post(pay))
+        .route("/sim/orders", post(create_order))
+        .route("/sim/orders/{out_trade_no}", get(order))
+        .route("/sim/orders/{out_trade_no}/notify", post(replay))
+        .route("/sim/orders/{out_trade_no}/refund", post(refund))
+        .route("/sim/stats", get(stats))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControlError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ControlError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            ControlError::Store(_) => StatusCode::CONFLICT,
+        };
+        let body = ErrorBody {
+            error: self.to_string(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ControlError {
+    fn from(rejection: JsonRejection) -> Self {
+        ControlError::BadRequest(rejection.body_text())
+    }
+}
+
+#[instrument(skip_all, fields(out_trade_no))]
+async fn pay(
+    State(app): State<Arc<App>>,
+    request: Result<Json<PayRequest>, JsonRejection>,
+) -> Result<Json<PayResult>, ControlError> {
+    let Json(request) = request?;
+    tracing::Span::current().record("out_trade_no", request.out_trade_no.as_str());
+    let payment = app.store.mark_paid(&request.out_trade_no)?;
+    let total_fee = app.store.view(&request.out_trade_no)?.total_fee;
+    info!(transaction_id = %payment.transaction_id, total_fee, notify = request.notify, "order paid");
+    if request.notify {
+        delivery::start_schedule(&app, &request.out_trade_no)?;
+    }
+    Ok(Json(PayResult {
+        transaction_id: payment.transaction_id,
+        total_fee,
+    }))
+}
+
+#[instrument(skip_all, fields(out_trade_no))]
+async fn create_order(
+    State(app): State<Arc<App>>,
+    request: Result<Json<NewOrder>, JsonRejection>,
+) -> Result<(StatusCode, Json<SimOrder>), ControlError> {
+    let Json(new) = request?;
+    tracing::Span::current().record("out_trade_no", new.out_trade_no.as_str());
+    if new.out_trade_no.is_empty() || new.out_trade_no.len() > 32 {
+        return Err(ControlError::BadRequest(
+            "out_trade_no must be 1 to 32 characters".into(),
+        ));
+    }
+    if new.total_fee <= 0 {
+        return Err(ControlError::BadRequest(
+            "total_fee must be a positive number of fen".into(),
+        ));
+    }
+    if !valid_notify_url(&new.notify_url) {
+        return Err(ControlError::BadRequest(
+            "notify_url must be an http(s) URL without a query string".into(),
+        ));
+    }
+    let terms = OrderTerms {
+        body: new.body.unwrap_or_else(|| DEFAULT_BODY.into()),
+        total_fee: new.total_fee,
+        fee_type: "CNY".into(),
+        trade_type: "NATIVE".into(),
+        notify_url: new.notify_url,
+        product_id: Some(new.out_trade_no.clone()),
+        openid: None,
+        attach: new.attach,
+        device_info: None,
+    };
+    let order = app.store.create(&new.out_trade_no, terms)?;
+    Ok((StatusCode::CREATED, Json(order)))
+}
+
+async fn order(
+    State(app): State<Arc<App>>,
+    Path(out_trade_no): Path<String>,
+) -> Result<Json<SimOrder>, ControlError> {
+    Ok(Json(app.store.view(&out_trade_no)?))
+}
+
+/// Delivers the notification once now and answers with the attempts made, or (with
+/// `restart_schedule`) starts WeChat's retry schedule afresh in the background.
+#[instrument(skip_all, fields(out_trade_no = %out_trade_no))]
+async fn replay(
+    State(app): State<Arc<App>>,
+    Path(out_trade_no): Path<String>,
+    request: Result<Option<Json<ReplayRequest>>, JsonRejection>,
+) -> Result<Json<ReplayResult>, ControlError> {
+    let request = request?.map(|Json(r)| r).unwrap_or_default();
+    if request.restart_schedule {
+        delivery::start_schedule(&app, &out_trade_no)?;
+        return Ok(Json(ReplayResult {
+            scheduled: true,
+            attempts: Vec::new(),
+        }));
+    }
+    let attempts = delivery::deliver_once(&app, &out_trade_no).await?;
+    Ok(Json(ReplayResult {
+        scheduled: false,
+        attempts,
+    }))
+}
+
+/// Marks a paid order as being refunded (trade_state REFUND), for orderquery tests.
+async fn refund(
+    State(app): State<Arc<App>>,
+    Path(out_trade_no): Path<String>,
+) -> Result<Json<SimOrder>, ControlError> {
+    Ok(Json(app.store.refund(&out_trade_no)?))
+}
+
+async fn stats(State(app): State<Arc<App>>) -> Json<SimStats> {
+    Json(app.stats.snapshot())
+}

@@ -1,0 +1,174 @@
+//! The control API's JSON shapes, shared by the server side (`control`) and [`crate::SimClient`],
+//! so the two cannot drift apart. Field names are the wire names; keep them stable.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An order's state in WeChat's records: `trade_state` of orderquery (SPEC §3.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TradeState {
+    Success,
+    Refund,
+    NotPay,
+    Closed,
+    Revoked,
+    UserPaying,
+    PayError,
+}
+
+impl TradeState {
+    /// The wire value, e.g. `NOTPAY`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeState::Success => "SUCCESS",
+            TradeState::Refund => "REFUND",
+            TradeState::NotPay => "NOTPAY",
+            TradeState::Closed => "CLOSED",
+            TradeState::Revoked => "REVOKED",
+            TradeState::UserPaying => "USERPAYING",
+            TradeState::PayError => "PAYERROR",
+        }
+    }
+
+    /// The `trade_state_desc` WeChat sends with it.
+    pub fn description(self) -> &'static str {
+        match self {
+            TradeState::Success => "支付成功",
+            TradeState::Refund => "转入退款",
+            TradeState::NotPay => "订单未支付",
+            TradeState::Closed => "订单已关闭",
+            TradeState::Revoked => "已撤销（付款码支付）",
+            TradeState::UserPaying => "用户支付中（付款码支付）",
+            TradeState::PayError => "支付失败，请重新下单支付",
+        }
+    }
+}
+
+/// One delivery of a notification to the order's notify_url.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When the request was sent (or, for a dropped attempt, when it would have been).
+    pub at: DateTime<Utc>,
+    /// The reply's HTTP status; `null` when there was no reply (timeout, refused, dropped).
+    pub http_status: Option<u16>,
+    /// Whether WeChat would count the reply as SUCCESS (2xx and the exact SUCCESS ack).
+    pub success: bool,
+    /// Why the attempt failed; `null` on success.
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+/// `GET /sim/orders/{out_trade_no}`: WeChat's record of an order and its notifications.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimOrder {
+    pub out_trade_no: String,
+    pub trade_state: TradeState,
+    pub transaction_id: Option<String>,
+    pub total_fee: i64,
+    pub notify_url: String,
+    /// Every notification attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// Whether a SUCCESS ack has been received since the notification schedule last started.
+    pub delivered: bool,
+}
+
+/// `POST /sim/pay`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PayRequest {
+    pub out_trade_no: String,
+    /// Start delivering the payment notification (default true).
+    #[serde(default = "yes")]
+    pub notify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The answer to `POST /sim/pay`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayResult {
+    pub transaction_id: String,
+    pub total_fee: i64,
+}
+
+/// `POST /sim/orders`: an order placed directly in WeChat's records, without unifiedorder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewOrder {
+    pub out_trade_no: String,
+    pub total_fee: i64,
+    pub notify_url: String,
+    /// Defaults to a fixed description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Echoed in the notification, as if given at unifiedorder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<String>,
+}
+
+/// `POST /sim/orders/{out_trade_no}/notify` (the body is optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRequest {
+    /// Restart WeChat's whole retry schedule instead of delivering once now.
+    #[serde(default)]
+    pub restart_schedule: bool,
+}
+
+/// The answer to a replay: the attempts it made (one per copy sent), or that a fresh schedule
+/// started in the background.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplayResult {
+    pub scheduled: bool,
+    pub attempts: Vec<Attempt>,
+}
+
+/// `GET /sim/stats`: counters since start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    pub unifiedorder_calls: u64,
+    pub orderquery_calls: u64,
+    pub closeorder_calls: u64,
+    /// Notification requests actually sent (each duplicate copy counts).
+    pub notifications_sent: u64,
+    /// Replies that WeChat would count as SUCCESS.
+    pub notifications_acked: u64,
+}
+
+/// Every control-API error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trade_states_use_wechat_spelling() {
+        for state in [
+            TradeState::Success,
+            TradeState::Refund,
+            TradeState::NotPay,
+            TradeState::Closed,
+            TradeState::Revoked,
+            TradeState::UserPaying,
+            TradeState::PayError,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{}\"", state.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn pay_notifies_unless_told_not_to() {
+        let request: PayRequest = serde_json::from_str(r#"{"out_trade_no": "A1"}"#).unwrap();
+        assert!(request.notify);
+        let request: PayRequest =
+            serde_json::from_str(r#"{"out_trade_no": "A1", "notify": false}"#).unwrap();
+        assert!(!request.notify);
+    }
+}

@@ -1,0 +1,440 @@
+//! WeChat's side of the ledger: the orders the simulator knows, their trade state, payment
+//! details and notification attempts. In memory, behind one mutex that is never held across
+//! an `.await`; every state change is one short critical section.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Merchant,
+    ids,
+    model::{Attempt, SimOrder, TradeState},
+    notification::Notification,
+};
+
+/// What a merchant asked for in unifiedorder. Re-submitting an out_trade_no with equal terms
+/// gets the same prepay back; with different terms it is refused (OUT_TRADE_NO_USED).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OrderTerms {
+    pub body: String,
+    pub total_fee: i64,
+    pub fee_type: String,
+    pub trade_type: String,
+    pub notify_url: String,
+    pub product_id: Option<String>,
+    pub openid: Option<String>,
+    pub attach: Option<String>,
+    pub device_info: Option<String>,
+}
+
+/// The answer to a successful unifiedorder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Prepay {
+    pub prepay_id: String,
+    pub trade_type: String,
+    pub code_url: Option<String>,
+}
+
+/// How the user paid: fixed when the order is paid, repeated in every notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Payment {
+    pub transaction_id: String,
+    pub time_end: DateTime<Utc>,
+    pub openid: String,
+    pub bank_type: String,
+    pub is_subscribe: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Order {
+    pub out_trade_no: String,
+    pub terms: OrderTerms,
+    pub prepay: Prepay,
+    pub state: TradeState,
+    pub payment: Option<Payment>,
+    pub attempts: Vec<Attempt>,
+    pub delivered: bool,
+    /// Cancels the running notification schedule, if any.
+    schedule: Option<CancellationToken>,
+}
+
+/// Which order a query names. WeChat's rule: `transaction_id` wins when both are given.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Lookup<'a> {
+    TransactionId(&'a str),
+    OutTradeNo(&'a str),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum StoreError {
+    #[error("no order {0}")]
+    NotFound(String),
+    #[error("order {0} already exists")]
+    Exists(String),
+    #[error("order {0} was placed with different parameters")]
+    OutTradeNoUsed(String),
+    #[error("order {0} is already paid")]
+    Paid(String),
+    #[error("order {0} is closed")]
+    Closed(String),
+    #[error("order {out_trade_no} has no payment to notify (trade_state {state:?})")]
+    NotPaid {
+        out_trade_no: String,
+        state: TradeState,
+    },
+}
+
+#[derive(Default)]
+pub(crate) struct Store {
+    inner: Mutex<Orders>,
+}
+
+#[derive(Default)]
+struct Orders {
+    by_out_trade_no: HashMap<String, Order>,
+    /// transaction_id → out_trade_no.
+    by_transaction_id: HashMap<String, String>,
+}
+
+impl Orders {
+    fn get_mut(&mut self, out_trade_no: &str) -> Result<&mut Order, StoreError> {
+        self.by_out_trade_no
+            .get_mut(out_trade_no)
+            .ok_or_else(|| StoreError::NotFound(out_trade_no.to_owned()))
+    }
+}
+
+impl Store {
+    /// unifiedorder: places the order, or returns the existing prepay for an identical
+    /// re-submission.
+    pub(crate) fn unified_order(
+        &self,
+        out_trade_no: &str,
+        terms: OrderTerms,
+    ) -> Result<Prepay, StoreError> {
+        let mut orders = self.inner.lock();
+        if let Some(order) = orders.by_out_trade_no.get(out_trade_no) {
+            return match order.state {
+                TradeState::Success | TradeState::Refund => {
+                    Err(StoreError::Paid(out_trade_no.to_owned()))
+                }
+                TradeState::Closed | TradeState::Revoked => {
+                    Err(StoreError::Closed(out_trade_no.to_owned()))
+                }
+                _ if order.terms != terms => {
+                    Err(StoreError::OutTradeNoUsed(out_trade_no.to_owned()))
+                }
+                _ => Ok(order.prepay.clone()),
+            };
+        }
+        let order = Order::new(out_trade_no, terms);
+        let prepay = order.prepay.clone();
+        orders
+            .by_out_trade_no
+            .insert(out_trade_no.to_owned(), order);
+        Ok(prepay)
+    }
+
+    /// Places an order directly (the control API), refusing an existing out_trade_no.
+    pub(crate) fn create(
+        &self,
+        out_trade_no: &str,
+        terms: OrderTerms,
+    ) -> Result<SimOrder, StoreError> {
+        let mut orders = self.inner.lock();
+        if orders.by_out_trade_no.contains_key(out_trade_no) {
+            return Err(StoreError::Exists(out_trade_no.to_owned()));
+        }
+        let order = Order::new(out_trade_no, terms);
+        let view = order.view();
+        orders
+            .by_out_trade_no
+            .insert(out_trade_no.to_owned(), order);
+        Ok(view)
+    }
+
+    /// Runs `read` on the order `lookup` names.
+    pub(crate) fn read<T>(
+        &self,
+        lookup: Lookup<'_>,
+        read: impl FnOnce(&Order) -> T,
+    ) -> Result<T, StoreError> {
+        let orders = self.inner.lock();
+        let out_trade_no = match lookup {
+            Lookup::OutTradeNo(no) => no,
+            Lookup::TransactionId(id) => orders
+                .by_transaction_id
+                .get(id)
+                .map(String::as_str)
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?,
+        };
+        orders
+            .by_out_trade_no
+            .get(out_trade_no)
+            .map(read)
+            .ok_or_else(|| StoreError::NotFound(out_trade_no.to_owned()))
+    }
+
+    /// The control API's view of an order.
+    pub(crate) fn view(&self, out_trade_no: &str) -> Result<SimOrder, StoreError> {
+        self.read(Lookup::OutTradeNo(out_trade_no), Order::view)
+    }
+
+    /// closeorder: a NOTPAY order becomes CLOSED.
+    pub(crate) fn close(&self, out_trade_no: &str) -> Result<(), StoreError> {
+        let mut orders = self.inner.lock();
+        let order = orders.get_mut(out_trade_no)?;
+        match order.state {
+            TradeState::Success | TradeState::Refund => {
+                Err(StoreError::Paid(out_trade_no.to_owned()))
+            }
+            TradeState::Closed | TradeState::Revoked => {
+                Err(StoreError::Closed(out_trade_no.to_owned()))
+            }
+            _ => {
+                order.state = TradeState::Closed;
+                Ok(())
+            }
+        }
+    }
+
+    /// The user pays: a NOTPAY order becomes SUCCESS with a fresh transaction_id.
+    pub(crate) fn mark_paid(&self, out_trade_no: &str) -> Result<Payment, StoreError> {
+        let mut orders = self.inner.lock();
+        let order = orders.get_mut(out_trade_no)?;
+        match order.state {
+            TradeState::Success | TradeState::Refund => {
+                return Err(StoreError::Paid(out_trade_no.to_owned()));
+            }
+            TradeState::Closed | TradeState::Revoked => {
+                return Err(StoreError::Closed(out_trade_no.to_owned()));
+            }
+            _ => {}
+        }
+        let now = Utc::now();
+        let payment = Payment {
+            transaction_id: ids::transaction_id(now),
+            time_end: now,
+            openid: order.terms.openid.clone().unwrap_or_else(ids::openid),
+            bank_type: "OTHERS".into(),
+            is_subscribe: "N".into(),
+        };
+        order.state = TradeState::Success;
+        order.payment = Some(payment.clone());
+        orders
+            .by_transaction_id
+            .insert(payment.transaction_id.clone(), out_trade_no.to_owned());
+        Ok(payment)
+    }
+
+    /// A refund starts: a paid order's trade_state becomes REFUND.
+    pub(crate) fn refund(&self, out_trade_no: &str) -> Result<SimOrder, StoreError> {
+        let mut orders = self.inner.lock();
+        let order = orders.get_mut(out_trade_no)?;
+        match order.state {
+            TradeState::Success => {
+                order.state = TradeState::Refund;
+                Ok(order.view())
+            }
+            state => Err(StoreError::NotPaid {
+                out_trade_no: out_trade_no.to_owned(),
+                state,
+            }),
+        }
+    }
+
+    /// The payment notification for a paid order, and where to send it.
+    pub(crate) fn notification(
+        &self,
+        out_trade_no: &str,
+        merchant: &Merchant,
+    ) -> Result<(Notification, String), StoreError> {
+        self.read(Lookup::OutTradeNo(out_trade_no), |order| {
+            let payment = order.payment.as_ref().ok_or_else(|| StoreError::NotPaid {
+                out_trade_no: out_trade_no.to_owned(),
+                state: order.state,
+            })?;
+            let notification = Notification {
+                appid: merchant.appid.clone(),
+                mch_id: merchant.mch_id.clone(),
+                device_info: order.terms.device_info.clone(),
+                result_code: "SUCCESS".into(),
+                err_code: None,
+                err_code_des: None,
+                openid: payment.openid.clone(),
+                is_subscribe: payment.is_subscribe.clone(),
+                trade_type: order.terms.trade_type.clone(),
+                bank_type: payment.bank_type.clone(),
+                total_fee: order.terms.total_fee,
+                cash_fee: order.terms.total_fee,
+                fee_type: order.terms.fee_type.clone(),
+                transaction_id: payment.transaction_id.clone(),
+                out_trade_no: order.out_trade_no.clone(),
+                attach: order.terms.attach.clone(),
+                time_end: payment.time_end,
+            };
+            Ok((notification, order.terms.notify_url.clone()))
+        })?
+    }
+
+    /// Records one notification attempt; a successful one marks the order delivered.
+    pub(crate) fn record_attempt(&self, out_trade_no: &str, attempt: Attempt) {
+        let mut orders = self.inner.lock();
+        if let Ok(order) = orders.get_mut(out_trade_no) {
+            order.delivered |= attempt.success;
+            order.attempts.push(attempt);
+        }
+    }
+
+    pub(crate) fn is_delivered(&self, out_trade_no: &str) -> bool {
+        self.read(Lookup::OutTradeNo(out_trade_no), |order| order.delivered)
+            .unwrap_or(true)
+    }
+
+    /// Installs a new notification schedule for a paid order: returns the previous schedule's
+    /// token (to cancel) and clears `delivered`, so the new schedule runs until its own SUCCESS.
+    pub(crate) fn replace_schedule(
+        &self,
+        out_trade_no: &str,
+        schedule: CancellationToken,
+    ) -> Result<Option<CancellationToken>, StoreError> {
+        let mut orders = self.inner.lock();
+        let order = orders.get_mut(out_trade_no)?;
+        if order.payment.is_none() {
+            return Err(StoreError::NotPaid {
+                out_trade_no: out_trade_no.to_owned(),
+                state: order.state,
+            });
+        }
+        order.delivered = false;
+        Ok(order.schedule.replace(schedule))
+    }
+}
+
+impl Order {
+    fn new(out_trade_no: &str, terms: OrderTerms) -> Order {
+        let prepay = Prepay {
+            prepay_id: ids::prepay_id(Utc::now()),
+            code_url: (terms.trade_type == "NATIVE").then(ids::code_url),
+            trade_type: terms.trade_type.clone(),
+        };
+        Order {
+            out_trade_no: out_trade_no.to_owned(),
+            terms,
+            prepay,
+            state: TradeState::NotPay,
+            payment: None,
+            attempts: Vec::new(),
+            delivered: false,
+            schedule: None,
+        }
+    }
+
+    fn view(&self) -> SimOrder {
+        SimOrder {
+            out_trade_no: self.out_trade_no.clone(),
+            trade_state: self.state,
+            transaction_id: self.payment.as_ref().map(|p| p.transaction_id.clone()),
+            total_fee: self.terms.total_fee,
+            notify_url: self.terms.notify_url.clone(),
+            attempts: self.attempts.clone(),
+            delivered: self.delivered,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(total_fee: i64) -> OrderTerms {
+        OrderTerms {
+            body: "test".into(),
+            total_fee,
+            fee_type: "CNY".into(),
+            trade_type: "NATIVE".into(),
+            notify_url: "http://127.0.0.1:1/notify".into(),
+            product_id: Some("P1".into()),
+            openid: None,
+            attach: None,
+            device_info: None,
+        }
+    }
+
+    #[test]
+    fn identical_resubmits_get_the_same_prepay_and_different_ones_are_refused() {
+        let store = Store::default();
+        let first = store.unified_order("A1", terms(100)).unwrap();
+        assert!(first.code_url.is_some());
+        assert_eq!(store.unified_order("A1", terms(100)), Ok(first));
+        assert_eq!(
+            store.unified_order("A1", terms(200)),
+            Err(StoreError::OutTradeNoUsed("A1".into()))
+        );
+        store.mark_paid("A1").unwrap();
+        assert_eq!(
+            store.unified_order("A1", terms(100)),
+            Err(StoreError::Paid("A1".into()))
+        );
+    }
+
+    #[test]
+    fn paying_closing_and_refunding_follow_the_trade_states() {
+        let store = Store::default();
+        store.create("A1", terms(100)).unwrap();
+        assert_eq!(
+            store.create("A1", terms(100)),
+            Err(StoreError::Exists("A1".into()))
+        );
+        let payment = store.mark_paid("A1").unwrap();
+        assert_eq!(store.mark_paid("A1"), Err(StoreError::Paid("A1".into())));
+        assert_eq!(store.close("A1"), Err(StoreError::Paid("A1".into())));
+        let by_id = store
+            .read(Lookup::TransactionId(&payment.transaction_id), |o| {
+                o.out_trade_no.clone()
+            })
+            .unwrap();
+        assert_eq!(by_id, "A1");
+        assert_eq!(store.refund("A1").unwrap().trade_state, TradeState::Refund);
+
+        store.create("B1", terms(100)).unwrap();
+        store.close("B1").unwrap();
+        assert_eq!(store.close("B1"), Err(StoreError::Closed("B1".into())));
+        assert_eq!(store.mark_paid("B1"), Err(StoreError::Closed("B1".into())));
+        assert!(matches!(
+            store.notification("B1", &Merchant::default()),
+            Err(StoreError::NotPaid { .. })
+        ));
+        assert_eq!(
+            store.mark_paid("nope"),
+            Err(StoreError::NotFound("nope".into()))
+        );
+    }
+
+    #[test]
+    fn a_successful_attempt_marks_delivered_until_the_schedule_restarts() {
+        let store = Store::default();
+        store.create("A1", terms(100)).unwrap();
+        store.mark_paid("A1").unwrap();
+        let attempt = |success| Attempt {
+            at: Utc::now(),
+            http_status: Some(200),
+            success,
+            error: None,
+            elapsed_ms: 1,
+        };
+        store.record_attempt("A1", attempt(false));
+        assert!(!store.is_delivered("A1"));
+        store.record_attempt("A1", attempt(true));
+        assert!(store.is_delivered("A1"));
+        let old = store
+            .replace_schedule("A1", CancellationToken::new())
+            .unwrap();
+        assert!(old.is_none());
+        assert!(!store.is_delivered("A1"));
+        assert_eq!(store.view("A1").unwrap().attempts.len(), 2);
+    }
+}
