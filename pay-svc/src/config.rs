@@ -2,7 +2,7 @@
 //! slot in underneath later), checked once at start so a bad value stops the service with the
 //! setting's name instead of failing on the first payment.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use paynotify::{
@@ -70,6 +70,9 @@ pub struct Config {
         value_parser = parse_secret
     )]
     pub wxpay_api_key: SecretString,
+    /// Reads the APIv2 key from this file instead (a trailing newline is dropped).
+    #[arg(long, env = "WXPAY_API_KEY_FILE")]
+    pub wxpay_api_key_file: Option<PathBuf>,
     #[arg(
         long,
         env = "WXPAY_API_BASE",
@@ -116,6 +119,11 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_QUERIES_PER_SEC", default_value_t = 5.0)]
     pub reconcile_queries_per_sec: f64,
 
+    /// Bearer token for the internal gRPC calls: required on PayService calls and sent to
+    /// order-svc. Unset: no authentication (local development).
+    #[arg(long, env = "GRPC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub grpc_auth_token: Option<SecretString>,
+
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -159,6 +167,18 @@ impl Config {
         use clap::{CommandFactory, FromArgMatches};
         let command = Config::command().mut_args(|arg| arg.env(None));
         Config::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+
+    /// Replaces settings given as files (`WXPAY_API_KEY_FILE`) by the files' contents.
+    pub fn resolve_secret_files(mut self) -> Result<Config, paynotify::config::ConfigError> {
+        if let Some(key) = paynotify::config::secret_from_file(
+            "WXPAY_API_KEY_FILE",
+            self.wxpay_api_key_file.as_ref(),
+            None,
+        )? {
+            self.wxpay_api_key = key;
+        }
+        Ok(self)
     }
 
     /// Checks every setting; the first bad one is named in the error.
@@ -214,6 +234,10 @@ impl Config {
         positive("WXPAY_CONNECT_TIMEOUT_MS", self.wxpay_connect_timeout_ms)?;
         positive("WXPAY_TIMEOUT_MS", self.wxpay_timeout_ms)?;
         positive("WXPAY_MAX_ATTEMPTS", u64::from(self.wxpay_max_attempts))?;
+        if let Some(token) = &self.grpc_auth_token {
+            paynotify::auth::validate_token(token)
+                .map_err(|e| invalid("GRPC_AUTH_TOKEN", e.to_string()))?;
+        }
 
         if self.reconcile_interval_secs > 0 {
             positive("RECONCILE_BATCH", u64::from(self.reconcile_batch))?;
@@ -332,6 +356,7 @@ mod tests {
                 &["--reconcile-max-age-secs", "30"],
                 "RECONCILE_MAX_AGE_SECS",
             ),
+            (&["--grpc-auth-token", "short"], "GRPC_AUTH_TOKEN"),
         ];
         for (args, setting) in cases {
             let err = with(args).validate().unwrap_err();
@@ -346,6 +371,21 @@ mod tests {
             "0",
         ]);
         assert_eq!(off.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_key_can_come_from_a_file() {
+        let path = std::env::temp_dir().join(format!(
+            "pay-svc-key-{}",
+            paynotify::wxpay::time::nonce_str()
+        ));
+        std::fs::write(&path, "A".repeat(32) + "\n").unwrap();
+        let config = with(&["--wxpay-api-key-file", path.to_str().unwrap()])
+            .resolve_secret_files()
+            .unwrap();
+        assert_eq!(config.wxpay_api_key.expose_secret(), "A".repeat(32));
+        assert_eq!(config.validate(), Ok(()));
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

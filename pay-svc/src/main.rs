@@ -1,10 +1,9 @@
-//! pay-svc's binary: settings from flags and environment, telemetry, serve until Ctrl-C/SIGTERM.
-
-use clap::Parser as _;
+//! pay-svc's binary: settings (defaults → `--config` TOML → environment → flags), telemetry,
+//! then serve until Ctrl-C/SIGTERM.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = pay_svc::Config::parse();
+    let config: pay_svc::Config = paynotify::config::load();
     paynotify::runtime::init_telemetry(config.log_format);
     let server = pay_svc::bind(config).await?;
     server

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use paynotify::auth::AttachBearer;
 use paynotify::{
     proto::order::v1::{
         CloseOrderOutcome, CloseOrderRequest, GetOrderRequest, ListPendingOrdersRequest,
@@ -12,7 +13,11 @@ use paynotify::{
     },
     wxpay::client::RetryPolicy,
 };
-use tonic::transport::{Channel, Endpoint};
+use secrecy::SecretString;
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Channel, Endpoint},
+};
 
 use crate::{
     claim::PaymentClaim,
@@ -21,7 +26,7 @@ use crate::{
 
 #[derive(Clone, Debug)]
 pub struct Orders {
-    client: OrderServiceClient<Channel>,
+    client: OrderServiceClient<InterceptedService<Channel, AttachBearer>>,
     mark_paid_retry: RetryPolicy,
 }
 
@@ -41,19 +46,20 @@ pub enum MarkPaid {
 
 impl Orders {
     /// A client whose channel connects on first use, so pay-svc starts even when order-svc
-    /// does not run yet.
+    /// does not run yet. With a token, every call carries it.
     pub fn connect_lazy(
         url: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
         mark_paid_retry: RetryPolicy,
-    ) -> Result<Orders, tonic::transport::Error> {
+        auth_token: Option<&SecretString>,
+    ) -> anyhow::Result<Orders> {
         let channel = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
             .connect_lazy();
         Ok(Orders {
-            client: OrderServiceClient::new(channel),
+            client: OrderServiceClient::with_interceptor(channel, AttachBearer::new(auth_token)?),
             mark_paid_retry,
         })
     }

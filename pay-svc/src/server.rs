@@ -7,7 +7,8 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use paynotify::{
-    proto::pay::v1::pay_service_server::PayServiceServer, wxpay::client::WechatClient,
+    auth::RequireBearer, proto::pay::v1::pay_service_server::PayServiceServer,
+    wxpay::client::WechatClient,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,11 +29,13 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     service: PayGrpc,
+    auth: RequireBearer,
     reconcile: Option<ReconcileSettings>,
 }
 
 /// Validates `config`, builds the clients and binds the listener.
 pub async fn bind(config: Config) -> anyhow::Result<Server> {
+    let config = config.resolve_secret_files()?;
     config.validate()?;
     let wechat = WechatClient::new(config.wechat_client_config())
         .context("building the WeChat Pay client")?;
@@ -41,6 +44,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         Duration::from_millis(config.order_svc_connect_timeout_ms),
         Duration::from_millis(config.order_svc_timeout_ms),
         config.order_svc_retry(),
+        config.grpc_auth_token.as_ref(),
     )
     .with_context(|| format!("invalid ORDER_SVC_URL `{}`", config.order_svc_url))?;
     let listener = TcpListener::bind(config.addr)
@@ -68,6 +72,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         listener,
         local_addr,
         service,
+        auth: RequireBearer::new(config.grpc_auth_token.as_ref()),
         reconcile,
     })
 }
@@ -125,7 +130,9 @@ impl Server {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(PayServiceServer::new(self.service))
+            // Health and reflection stay open for probes and grpcurl; the business calls
+            // need the token when one is configured.
+            .add_service(PayServiceServer::with_interceptor(self.service, self.auth))
             .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), draining)
             .await;
         cancel.cancel();

@@ -1,1 +1,7 @@
-//! pay-svc integration tests (written once order-svc and wxpay-sim exist).
+//! pay-svc's integration tests: each starts its own order-svc (fresh SQLite database), WeChat
+//! simulator and pay-svc in-process on port 0, and talks to pay-svc over gRPC.
+
+mod confirm;
+mod reconcile;
+mod support;
+mod wechat;
