@@ -36,6 +36,11 @@ pub struct Args {
     #[arg(long, env = "DB_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub db_migrate: bool,
 
+    /// On shutdown, how long in-flight calls and open streams (e.g. health watchers) may
+    /// take before their connections are dropped.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -58,12 +63,13 @@ pub struct Config {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub schema: SchemaMode,
+    pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
 
 impl Config {
-    /// The defaults for `database_url`, listening on an ephemeral localhost port: what tests
-    /// and devstack want.
+    /// The defaults for `database_url`, listening on an ephemeral localhost port and with a
+    /// short shutdown grace: what tests and devstack want.
     pub fn for_database(database_url: impl Into<String>) -> anyhow::Result<Self> {
         let database_url = database_url.into();
         let backend = backend_of(&database_url)?;
@@ -73,6 +79,7 @@ impl Config {
             database_url,
             acquire_timeout: Duration::from_secs(5),
             schema: SchemaMode::Migrate,
+            shutdown_grace: Duration::from_secs(2),
             log_format: LogFormat::Text,
         })
     }
@@ -108,6 +115,7 @@ impl TryFrom<Args> for Config {
             } else {
                 SchemaMode::VerifyOnly
             },
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             log_format: args.log_format,
         })
     }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use paynotify::proto::order::v1::order_service_server::OrderServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -30,6 +31,7 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     db: DatabaseConnection,
+    shutdown_grace: Duration,
 }
 
 /// Connects the database, migrates or verifies its schema, and binds the listener.
@@ -50,6 +52,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         listener,
         local_addr,
         db,
+        shutdown_grace: config.shutdown_grace,
     })
 }
 
@@ -59,8 +62,8 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves, then reports NOT_SERVING, finishes in-flight calls
-    /// and closes the pool.
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, lets in-flight calls finish
+    /// (for at most the configured grace) and closes the pool.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -69,6 +72,7 @@ impl Server {
         // Migrations ran (or the schema was verified) in `bind`.
         health.set_serving::<OrderServiceServer<OrderApi>>().await;
         let probe = tokio::spawn(probe_database(self.db.clone(), health.clone()));
+        let (drain_started, drain_started_rx) = oneshot::channel::<()>();
         let draining = {
             let health = health.clone();
             async move {
@@ -76,13 +80,22 @@ impl Server {
                 probe.abort();
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
                 set_status(&health, ServingStatus::NotServing).await;
+                let _ = drain_started.send(());
+            }
+        };
+        // Graceful shutdown waits for every open stream, and a health watcher's never ends.
+        let grace = self.shutdown_grace;
+        let grace_elapsed = async move {
+            match drain_started_rx.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending().await,
             }
         };
 
         let (reflection_v1, reflection_v1alpha) = paynotify::runtime::reflection_services()?;
         let api = OrderApi::new(OrderStore::new(self.db.clone()));
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let served = tonic::transport::Server::builder()
+        let serve = tonic::transport::Server::builder()
             .trace_fn(|request| {
                 let request_id = request
                     .headers()
@@ -95,8 +108,14 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(OrderServiceServer::new(api))
-            .serve_with_incoming_shutdown(incoming, draining)
-            .await;
+            .serve_with_incoming_shutdown(incoming, draining);
+        let served = tokio::select! {
+            served = serve => served,
+            () = grace_elapsed => {
+                tracing::warn!(?grace, "shutdown grace elapsed, dropping remaining connections");
+                Ok(())
+            }
+        };
         if let Err(err) = self.db.close().await {
             tracing::warn!(error = %err, "closing the database pool");
         }

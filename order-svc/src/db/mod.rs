@@ -103,6 +103,39 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn sqlite_connections_use_wal_full_sync_and_a_busy_timeout() -> anyhow::Result<()> {
+        use sea_orm::{ConnectionTrait, Statement};
+        let path =
+            std::env::temp_dir().join(format!("order-svc-pragma-{}.db", crate::ids::next_id()));
+        let config = Config::for_database(format!("sqlite://{}?mode=rwc", path.display()))?;
+        let db = connect(&config).await?;
+        let pragma = |name: &str| {
+            let db = db.clone();
+            let sql = format!("PRAGMA {name}");
+            async move {
+                let row = db
+                    .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+                    .await?;
+                let value = match row {
+                    Some(row) => row
+                        .try_get_by_index::<String>(0)
+                        .or_else(|_| row.try_get_by_index::<i64>(0).map(|v| v.to_string()))?,
+                    None => String::new(),
+                };
+                anyhow::Ok(value)
+            }
+        };
+        assert_eq!(pragma("journal_mode").await?, "wal");
+        assert_eq!(pragma("synchronous").await?, "2", "2 is FULL");
+        assert_eq!(pragma("busy_timeout").await?, "10000");
+        db.close().await?;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        Ok(())
+    }
+
     #[test]
     fn sqlite_directory_is_created() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("order-svc-dir-{}", crate::ids::next_id()));

@@ -3,6 +3,7 @@
 //! PostgreSQL and MariaDB (see `order_svc::testing` for where the servers are expected).
 
 mod behaviour;
+mod lifecycle;
 mod multi_server;
 mod original_schema;
 
