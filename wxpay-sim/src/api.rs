@@ -4,12 +4,13 @@
 //! unsigned, as WeChat does; every other answer is `return_code` SUCCESS, carries a
 //! `result_code` (and `err_code` when FAIL), a fresh `nonce_str`, and is signed over all
 //! fields with the merchant key, using the algorithm the request used.
+//! orderquery is where the configured faults strike: latency, SYSTEMERROR, HTTP 500, no answer.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{io, net::IpAddr, sync::Arc};
 
 use axum::{
     Router,
-    body::Bytes,
+    body::{Body, Bytes},
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -20,11 +21,13 @@ use paynotify::wxpay::{
     sign::{SignError, SignType, verify},
     xml::{self, XmlError},
 };
+use tokio_util::sync::CancellationToken;
 use tracing::{Span, info, instrument, warn};
 
 use crate::{
     config::Merchant,
     error_chain,
+    faults::FailMode,
     notification::signed_xml,
     server::App,
     state::{Lookup, Order, OrderTerms, StoreError},
@@ -126,6 +129,28 @@ async fn unified_order(State(app): State<Arc<App>>, body: Bytes) -> Response {
 #[instrument(skip_all, fields(out_trade_no))]
 async fn order_query(State(app): State<Arc<App>>, body: Bytes) -> Response {
     app.stats.orderquery_calls.increment();
+    let latency = app.faults.orderquery_latency();
+    if !latency.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(latency) => {}
+            () = app.shutdown.cancelled() => {}
+        }
+    }
+    match app.faults.orderquery_failure() {
+        None => {}
+        Some(FailMode::SystemError) => {
+            warn!("fault: orderquery answers SYSTEMERROR");
+            return answer(&app.config.merchant, &body, |_| Err(ApiError::SystemError));
+        }
+        Some(FailMode::Http500) => {
+            warn!("fault: orderquery answers HTTP 500");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+        }
+        Some(FailMode::Hang) => {
+            warn!("fault: orderquery does not answer");
+            return hang(&app.shutdown).await;
+        }
+    }
     answer(&app.config.merchant, &body, |request| {
         // WeChat's rule: transaction_id wins when both are given.
         let lookup = match (
@@ -156,6 +181,17 @@ async fn close_order(State(app): State<Arc<App>>, body: Bytes) -> Response {
         fields.insert("result_msg".into(), "OK".into());
         Ok(fields)
     })
+}
+
+/// No answer until the client gives up (hyper then drops this future) or the simulator shuts
+/// down, when the connection is dropped without a response: a body that fails makes hyper
+/// abort it.
+async fn hang(shutdown: &CancellationToken) -> Response {
+    shutdown.cancelled().await;
+    let broken = futures::stream::once(async {
+        Err::<Bytes, io::Error>(io::Error::other("simulated orderquery outage"))
+    });
+    Response::new(Body::from_stream(broken))
 }
 
 /// Authenticates the request, runs `handle` on its fields and answers as WeChat does.

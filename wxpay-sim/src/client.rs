@@ -6,8 +6,11 @@ use std::time::Duration;
 use reqwest::{Method, Url};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::model::{
-    ErrorBody, NewOrder, PayRequest, PayResult, ReplayRequest, ReplayResult, SimOrder, SimStats,
+use crate::{
+    faults::Faults,
+    model::{
+        ErrorBody, NewOrder, PayRequest, PayResult, ReplayRequest, ReplayResult, SimOrder, SimStats,
+    },
 };
 
 /// How long one control call may take.
@@ -127,6 +130,19 @@ impl SimClient {
     /// `GET /sim/stats`.
     pub async fn stats(&self) -> Result<SimStats, ClientError> {
         self.call(Method::GET, &["sim", "stats"], None::<&()>).await
+    }
+
+    /// `GET /sim/faults`: the faults in force.
+    pub async fn faults(&self) -> Result<Faults, ClientError> {
+        self.call(Method::GET, &["sim", "faults"], None::<&()>)
+            .await
+    }
+
+    /// `PUT /sim/faults`: replaces the whole fault set (use `Faults::default()` to clear) and
+    /// returns it as now in force.
+    pub async fn set_faults(&self, faults: &Faults) -> Result<Faults, ClientError> {
+        self.call(Method::PUT, &["sim", "faults"], Some(faults))
+            .await
     }
 
     /// Polls the order until `done` holds, for at most `timeout`.

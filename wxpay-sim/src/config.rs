@@ -1,12 +1,15 @@
 //! The simulator's settings: the one merchant account it serves, where it listens, how fast
-//! simulated time runs. Every setting is a clap flag backed by an environment variable; the
-//! structs also deserialize, so a TOML layer can go under them later.
+//! simulated time runs, and the faults it starts with. Every setting is a clap flag backed by
+//! an environment variable; the structs also deserialize, so a TOML layer can go under them
+//! later.
 
 use std::{net::SocketAddr, time::Duration};
 
 use paynotify::{runtime::LogFormat, wxpay::sign::SignType};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+use crate::faults::{Faults, FaultsError};
 
 /// The demo merchant account: public test values, not a real merchant.
 pub const DEMO_APPID: &str = "wx8397f8696b538317";
@@ -79,7 +82,7 @@ impl From<SignAlgorithm> for SignType {
 }
 
 /// Everything `wxpay-sim serve` needs. `Default` is the demo account on 127.0.0.1:9020 in real
-/// time, and reads no environment.
+/// time with no faults, and reads no environment.
 #[derive(Clone, Debug, clap::Args, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -99,6 +102,11 @@ pub struct Config {
     /// How notifications are signed.
     #[arg(long, env = "SIM_NOTIFY_SIGN_TYPE", value_enum, default_value = "md5")]
     pub notify_sign_type: SignAlgorithm,
+    /// Seed for the fault-injection dice, for reproducible runs.
+    #[arg(long, env = "SIM_SEED")]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub faults: Faults,
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -112,6 +120,8 @@ impl Default for Config {
             time_scale: 1.0,
             reply_deadline_ms: None,
             notify_sign_type: SignAlgorithm::Md5,
+            seed: None,
+            faults: Faults::default(),
             log_format: LogFormat::Text,
         }
     }
@@ -125,6 +135,8 @@ pub enum ConfigError {
     ReplyDeadline,
     #[error("{name} must not be empty")]
     Empty { name: &'static str },
+    #[error("invalid fault settings: {0}")]
+    Faults(#[from] FaultsError),
 }
 
 impl Config {
@@ -145,6 +157,7 @@ impl Config {
                 return Err(ConfigError::Empty { name });
             }
         }
+        self.faults.validate()?;
         Ok(())
     }
 
@@ -187,17 +200,27 @@ mod tests {
     fn flags_parse_like_the_defaults() {
         let parsed = Cli::try_parse_from(["wxpay-sim"]).unwrap().config;
         assert_eq!(parsed.addr, Config::default().addr);
+        assert_eq!(parsed.faults, crate::Faults::default());
         let parsed = Cli::try_parse_from([
             "wxpay-sim",
             "--time-scale",
             "0.001",
             "--notify-sign-type",
             "hmac-sha256",
+            "--notify-duplicates",
+            "3",
+            "--orderquery-fail-modes",
+            "hang,http500",
         ])
         .unwrap()
         .config;
         assert_eq!(parsed.time_scale, 0.001);
         assert_eq!(parsed.notify_sign_type, SignAlgorithm::HmacSha256);
+        assert_eq!(parsed.faults.notify_duplicates, 3);
+        assert_eq!(
+            parsed.faults.orderquery_fail_modes,
+            [crate::FailMode::Hang, crate::FailMode::Http500]
+        );
     }
 
     #[test]

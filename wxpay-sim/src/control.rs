@@ -1,6 +1,6 @@
 //! The control API (JSON, under `/sim`): what a tester does in place of a real user and
 //! WeChat's back office — pay an order, inspect its notification attempts, place orders
-//! directly, replay notifications, read counters. Shapes are in [`crate::model`].
+//! directly, replay notifications, read counters, set faults. Shapes are in [`crate::model`].
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use tracing::{info, instrument};
 use crate::{
     api::valid_notify_url,
     delivery,
+    faults::{Faults, FaultsError},
     model::{
         ErrorBody, NewOrder, PayRequest, PayResult, ReplayRequest, ReplayResult, SimOrder, SimStats,
     },
@@ -34,6 +35,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/sim/orders/{out_trade_no}/notify", post(replay))
         .route("/sim/orders/{out_trade_no}/refund", post(refund))
         .route("/sim/stats", get(stats))
+        .route("/sim/faults", get(faults).put(set_faults))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +44,14 @@ pub(crate) enum ControlError {
     BadRequest(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Faults(#[from] FaultsError),
 }
 
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ControlError::BadRequest(_) | ControlError::Faults(_) => StatusCode::BAD_REQUEST,
             ControlError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             ControlError::Store(_) => StatusCode::CONFLICT,
         };
@@ -160,4 +164,20 @@ async fn refund(
 
 async fn stats(State(app): State<Arc<App>>) -> Json<SimStats> {
     Json(app.stats.snapshot())
+}
+
+async fn faults(State(app): State<Arc<App>>) -> Json<Faults> {
+    Json(app.faults.get())
+}
+
+/// Replaces the whole fault set; fields left out take their neutral defaults.
+async fn set_faults(
+    State(app): State<Arc<App>>,
+    request: Result<Json<Faults>, JsonRejection>,
+) -> Result<Json<Faults>, ControlError> {
+    let Json(faults) = request?;
+    app.faults.set(faults)?;
+    let faults = app.faults.get();
+    info!(?faults, "faults set");
+    Ok(Json(faults))
 }

@@ -2,6 +2,8 @@
 //! notify_url; only a 2xx reply carrying the exact SUCCESS ack within the deadline stops the
 //! retries, which follow WeChat's 15 s … 6 h schedule scaled by the time scale. Every attempt
 //! is recorded on the order. Schedules run as background tasks that end on shutdown.
+//! The notification faults apply per attempt: dropped, sent as N concurrent copies, each copy
+//! delayed at random.
 
 use std::{sync::Arc, time::Duration};
 
@@ -137,7 +139,8 @@ async fn exchange(
     Ok((status, body))
 }
 
-/// Delivers the notification of a paid order once, now, and records the attempt.
+/// Delivers the notification of a paid order once, now, and records the attempt: one record
+/// per copy sent, or one failed record when the attempt is dropped.
 pub(crate) async fn deliver_once(
     app: &App,
     out_trade_no: &str,
@@ -148,9 +151,31 @@ pub(crate) async fn deliver_once(
         app.config.merchant.key(),
         app.config.notify_sign_type.into(),
     );
-    let attempt = send(app, &url, xml).await;
-    app.store.record_attempt(out_trade_no, attempt.clone());
-    Ok(vec![attempt])
+    if app.faults.drop_notification() {
+        warn!("fault: notification attempt dropped");
+        app.stats.notifications_dropped.increment();
+        let attempt = Attempt {
+            at: Utc::now(),
+            http_status: None,
+            success: false,
+            error: Some("dropped by the notify_drop_ratio fault: not sent".into()),
+            elapsed_ms: 0,
+        };
+        app.store.record_attempt(out_trade_no, attempt.clone());
+        return Ok(vec![attempt]);
+    }
+    // "The same notification may be sent by several servers" (SPEC §1.5): copies race.
+    let copies = (0..app.faults.copies()).map(|_| {
+        let delay = app.faults.shuffle_delay();
+        let (xml, url) = (xml.clone(), url.as_str());
+        async move {
+            tokio::time::sleep(delay).await;
+            let attempt = send(app, url, xml).await;
+            app.store.record_attempt(out_trade_no, attempt.clone());
+            attempt
+        }
+    });
+    Ok(futures::future::join_all(copies).await)
 }
 
 async fn send(app: &App, url: &str, xml: String) -> Attempt {

@@ -7,6 +7,8 @@
 //!   pay an order, inspect and replay its notifications, read counters.
 //! - delivery: the signed payment notification POSTed to the order's notify_url on WeChat's
 //!   retry schedule, scaled by [`Config::time_scale`].
+//! - [`Faults`]: a slow or failing orderquery, lost, duplicated or reordered notifications,
+//!   set at start or at run time through `PUT /sim/faults`.
 //!
 //! Start one in a test with [`bind`] on `127.0.0.1:0` and [`Server::run_until`].
 
@@ -15,6 +17,7 @@ mod client;
 mod config;
 mod control;
 mod delivery;
+mod faults;
 mod ids;
 pub mod model;
 mod notification;
@@ -27,6 +30,7 @@ pub use config::{
     Config, DEFAULT_ADDR, DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID, Merchant, SignAlgorithm,
 };
 pub use delivery::{NotifyReply, RETRY_INTERVALS, post_notification};
+pub use faults::{FailMode, Faults, FaultsError, MAX_DUPLICATES};
 pub use model::{Attempt, NewOrder, PayResult, ReplayResult, SimOrder, SimStats, TradeState};
 pub use notification::{Notification, signed_notification, signed_xml};
 pub use server::{Server, bind};

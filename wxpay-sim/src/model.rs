@@ -133,6 +133,8 @@ pub struct SimStats {
     pub notifications_sent: u64,
     /// Replies that WeChat would count as SUCCESS.
     pub notifications_acked: u64,
+    /// Attempts dropped by the `notify_drop_ratio` fault (not sent, not in `notifications_sent`).
+    pub notifications_dropped: u64,
 }
 
 /// Every control-API error answer.

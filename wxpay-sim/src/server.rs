@@ -10,13 +10,14 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::info;
 
-use crate::{api, config::Config, control, state::Store, stats::Stats};
+use crate::{api, config::Config, control, faults::FaultInjector, state::Store, stats::Stats};
 
 /// What the handlers and background deliveries share.
 pub(crate) struct App {
     pub config: Config,
     pub store: Store,
     pub stats: Stats,
+    pub faults: FaultInjector,
     /// Sends notifications: no redirects followed, no proxy, the reply deadline per request.
     pub http: reqwest::Client,
     /// Cancelled when the server shuts down; schedules run on child tokens of it.
@@ -47,10 +48,12 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         .user_agent(concat!("wxpay-sim/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the notification HTTP client")?;
+    let faults = FaultInjector::new(config.faults.clone(), config.seed);
     let app = App {
         config,
         store: Store::default(),
         stats: Stats::default(),
+        faults,
         http,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
@@ -94,6 +97,7 @@ impl Server {
             mch_id = %app.config.merchant.mch_id,
             time_scale = app.config.time_scale,
             reply_deadline_ms = app.config.reply_deadline().as_millis(),
+            faults = ?app.config.faults,
             "wxpay-sim listening"
         );
         let token = app.shutdown.clone();

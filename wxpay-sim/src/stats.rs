@@ -12,6 +12,7 @@ pub(crate) struct Stats {
     pub closeorder_calls: Counter,
     pub notifications_sent: Counter,
     pub notifications_acked: Counter,
+    pub notifications_dropped: Counter,
 }
 
 #[derive(Default)]
@@ -35,6 +36,7 @@ impl Stats {
             closeorder_calls: self.closeorder_calls.get(),
             notifications_sent: self.notifications_sent.get(),
             notifications_acked: self.notifications_acked.get(),
+            notifications_dropped: self.notifications_dropped.get(),
         }
     }
 }

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod delivery;
+mod faults;
 mod support;
 mod wechat_api;
