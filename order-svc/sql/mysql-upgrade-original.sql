@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS `pay_anomaly` (
   `amount_fen` bigint NOT NULL,
   `detected_at` datetime NOT NULL,
   PRIMARY KEY (`order_id`, `transaction_id`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- Some copies of tb_order_log lack `money`; uncomment when yours does:
 -- ALTER TABLE `tb_order_log` ADD COLUMN `money` int NULL;

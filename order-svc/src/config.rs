@@ -68,6 +68,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// From the process's command line and environment; fails naming the bad key.
+    pub fn load() -> anyhow::Result<Self> {
+        Self::try_from(<Args as clap::Parser>::parse())
+    }
+
     /// The defaults for `database_url`, listening on an ephemeral localhost port and with a
     /// short shutdown grace: what tests and devstack want.
     pub fn for_database(database_url: impl Into<String>) -> anyhow::Result<Self> {

@@ -35,9 +35,12 @@ impl MigrationName for CreateOrderTables {
 #[async_trait::async_trait]
 impl MigrationTrait for CreateOrderTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.create_table(tb_order()).await?;
-        manager.create_table(tb_order_log()).await?;
-        manager.create_table(pay_anomaly_table()).await?;
+        let backend = manager.get_database_backend();
+        for table in [tb_order(), tb_order_log(), pay_anomaly_table()] {
+            manager
+                .create_table(with_table_options(table, backend))
+                .await?;
+        }
 
         let log_table = order_log::Entity.table_name();
         if !manager.has_column(log_table, "money").await? {
@@ -116,6 +119,18 @@ impl MigrationTrait for CreateOrderTables {
         }
         Ok(())
     }
+}
+
+/// On MySQL: InnoDB (transactions), utf8mb4 and a binary collation, so that ids compare
+/// case-sensitively as WeChat's `out_trade_no` does (the original `tb_order` is `utf8_bin`).
+fn with_table_options(mut table: TableCreateStatement, backend: DbBackend) -> TableCreateStatement {
+    if backend == DbBackend::MySql {
+        table
+            .engine("InnoDB")
+            .character_set("utf8mb4")
+            .collate("utf8mb4_bin");
+    }
+    table
 }
 
 fn varchar(column: impl IntoIden, len: u32) -> ColumnDef {
@@ -229,6 +244,18 @@ mod tests {
         let sql = tb_order_log().to_string(MysqlQueryBuilder);
         assert!(sql.contains("`operater` varchar(50)"), "{sql}");
         assert!(sql.contains("`remarks` varchar(100)"), "{sql}");
+    }
+
+    #[test]
+    fn only_mysql_gets_table_options() {
+        let mysql = with_table_options(tb_order(), DbBackend::MySql).to_string(MysqlQueryBuilder);
+        assert!(
+            mysql.ends_with("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"),
+            "{mysql}"
+        );
+        let pg =
+            with_table_options(tb_order(), DbBackend::Postgres).to_string(PostgresQueryBuilder);
+        assert!(!pg.contains("COLLATE"), "{pg}");
     }
 
     #[test]

@@ -530,8 +530,17 @@ pub async fn create_order_ids_and_defaults(backend: Backend) -> anyhow::Result<(
     assert_eq!(created.username, "alice");
     assert_eq!(h.get_order(&named.id).await?, created);
 
-    let duplicate = client.create_order(named).await;
+    let duplicate = client.create_order(named.clone()).await;
     assert_eq!(duplicate.err().map(|s| s.code()), Some(Code::AlreadyExists));
+
+    // Ids are case-sensitive on every backend (MySQL collations are not, by default).
+    let other_case = pb::CreateOrderRequest {
+        id: named.id.to_lowercase(),
+        ..named
+    };
+    let lower = client.create_order(other_case).await?.into_inner().order;
+    assert_eq!(lower.map(|o| o.id), Some("ord_2024-05|01*x@y".to_owned()));
+    assert_eq!(h.get_order("Ord_2024-05|01*x@y").await?.pay_money, 500);
     Ok(())
 }
 
