@@ -42,10 +42,16 @@ pub struct Server {
 
 /// Binds the listener and prepares the pay-svc channel (connected lazily).
 pub async fn bind(config: Config) -> anyhow::Result<Server> {
-    let pay_svc = pay_client::connect(&config.pay_svc_urls, config.upstream_timeout())?;
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("GATEWAY_ADDR: cannot listen on {}: {e}", config.addr))?;
+    serve_on(listener, config)
+}
+
+/// Like [`bind`], on a listener bound beforehand: an in-process stack needs the gateway's
+/// address (pay-svc's notify_url) before pay-svc exists, and the gateway needs pay-svc's.
+pub fn serve_on(listener: TcpListener, config: Config) -> anyhow::Result<Server> {
+    let pay_svc = pay_client::connect(&config.pay_svc_urls, config.upstream_timeout())?;
     Ok(Server {
         listener,
         state: Arc::new(AppState {

@@ -10,4 +10,4 @@ mod notify;
 mod pay_client;
 
 pub use config::Config;
-pub use http::{Server, bind};
+pub use http::{Server, bind, serve_on};
