@@ -7,8 +7,9 @@
 //! use order_svc::testing::{Backend, TestDatabase, TestServer};
 //! let db = TestDatabase::create(Backend::Sqlite).await?;
 //! let server = TestServer::start(db.url()).await?;
-//! let mut client = server.client().await?;
-//! // ... call client, then (optionally) stop; dropping both also cleans up.
+//! let client = server.client().await?;
+//! // ... call `client`, then stop (or just drop both: that shuts down and cleans up).
+//! # drop(client);
 //! server.stop().await?;
 //! # Ok(()) }
 //! ```
