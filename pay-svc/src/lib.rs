@@ -18,6 +18,7 @@ pub mod error;
 pub mod notification;
 pub mod orders;
 pub mod reconcile;
+pub mod request_id;
 pub mod server;
 pub mod service;
 pub mod verdict;

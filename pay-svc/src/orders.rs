@@ -22,11 +22,12 @@ use tonic::{
 use crate::{
     claim::PaymentClaim,
     error::{PayError, is_transient},
+    request_id::Outgoing,
 };
 
 #[derive(Clone, Debug)]
 pub struct Orders {
-    client: OrderServiceClient<InterceptedService<Channel, AttachBearer>>,
+    client: OrderServiceClient<InterceptedService<Channel, Outgoing>>,
     mark_paid_retry: RetryPolicy,
 }
 
@@ -46,7 +47,7 @@ pub enum MarkPaid {
 
 impl Orders {
     /// A client whose channel connects on first use, so pay-svc starts even when order-svc
-    /// does not run yet. With a token, every call carries it.
+    /// does not run yet. Every call carries the token (if any) and the current request id.
     pub fn connect_lazy(
         url: &str,
         connect_timeout: Duration,
@@ -59,7 +60,10 @@ impl Orders {
             .timeout(request_timeout)
             .connect_lazy();
         Ok(Orders {
-            client: OrderServiceClient::with_interceptor(channel, AttachBearer::new(auth_token)?),
+            client: OrderServiceClient::with_interceptor(
+                channel,
+                Outgoing::new(AttachBearer::new(auth_token)?),
+            ),
             mark_paid_retry,
         })
     }

@@ -122,7 +122,7 @@ impl Server {
             .trace_fn(|request| {
                 let request_id = request
                     .headers()
-                    .get("x-request-id")
+                    .get(crate::request_id::HEADER)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 tracing::info_span!("grpc", method = %request.uri().path(), request_id)

@@ -25,6 +25,7 @@ use crate::{
     error::PayError,
     notification::{self, Merchant, Screening},
     orders::Orders,
+    request_id,
     verdict::Source,
 };
 
@@ -139,9 +140,10 @@ impl PayService for PayGrpc {
         &self,
         request: Request<CreateNativePayRequest>,
     ) -> Result<Response<CreateNativePayResponse>, Status> {
-        Ok(Response::new(
-            PayGrpc::create_native_pay(self, request.into_inner()).await?,
-        ))
+        let id = request_id::of(&request);
+        let response =
+            request_id::scope(id, PayGrpc::create_native_pay(self, request.into_inner())).await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all, fields(
@@ -152,6 +154,7 @@ impl PayService for PayGrpc {
         &self,
         request: Request<ConfirmPaymentRequest>,
     ) -> Result<Response<ConfirmPaymentResponse>, Status> {
+        let id = request_id::of(&request);
         let fields = request.into_inner().fields;
         let out_trade_no = field(&fields, "out_trade_no").to_owned();
         let transaction_id = field(&fields, "transaction_id").to_owned();
@@ -159,9 +162,8 @@ impl PayService for PayGrpc {
         let verdict = match notification::screen(&fields, &self.merchant) {
             Screening::Decided(verdict) => verdict,
             Screening::Claim(claim) => {
-                self.confirmer
-                    .confirm(&claim, Evidence::QueryWechat)
-                    .await?
+                let confirming = self.confirmer.confirm(&claim, Evidence::QueryWechat);
+                request_id::scope(id, confirming).await?
             }
         };
         verdict.log(

@@ -2,6 +2,8 @@
 //! simulator and pay-svc in-process on port 0, and talks to pay-svc over gRPC.
 
 mod confirm;
+mod faults;
 mod reconcile;
+mod server;
 mod support;
 mod wechat;

@@ -78,6 +78,7 @@ impl Drop for Running {
 pub struct Stack {
     pub orders: OrderServiceClient<Channel>,
     pub pay: PayServiceClient<Channel>,
+    pub pay_channel: Channel,
     pub sim: SimClient,
     pub sim_url: String,
     pub pay_svc: Running,
@@ -134,11 +135,15 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         })
     });
 
+    let pay_channel = Channel::from_shared(pay_url)
+        .expect("pay-svc URL")
+        .connect()
+        .await
+        .expect("pay-svc channel");
     Stack {
         orders: order_svc.client().await.expect("order-svc client"),
-        pay: PayServiceClient::connect(pay_url)
-            .await
-            .expect("pay-svc client"),
+        pay: PayServiceClient::new(pay_channel.clone()),
+        pay_channel,
         sim: SimClient::new(sim_url.clone()),
         sim_url,
         pay_svc: pay_running,

@@ -1,0 +1,49 @@
+//! What every pay-svc serves besides PayService: health (open, for probes) and the bearer
+//! token on the business calls when one is configured.
+
+use paynotify::proto::pay::v1::{ConfirmPaymentRequest, NotifyOutcome};
+use tonic::metadata::MetadataValue;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::support::{bounded, stack_with};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn return_fail() -> ConfirmPaymentRequest {
+    ConfirmPaymentRequest {
+        fields: [("return_code".to_owned(), "FAIL".to_owned())].into(),
+    }
+}
+
+#[tokio::test]
+async fn business_calls_need_the_token_and_health_does_not() {
+    bounded(async {
+        let mut s = stack_with(|config| config.grpc_auth_token = Some(TOKEN.into())).await;
+
+        let refused = s.pay.confirm_payment(return_fail()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+        let mut request = tonic::Request::new(return_fail());
+        request.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {TOKEN}")).unwrap(),
+        );
+        let response = s.pay.confirm_payment(request).await.unwrap().into_inner();
+        assert_eq!(response.outcome(), NotifyOutcome::ReturnFail);
+
+        let mut health = HealthClient::new(s.pay_channel.clone());
+        for service in ["", "pay.v1.PayService"] {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(status.status(), ServingStatus::Serving, "{service:?}");
+        }
+    })
+    .await;
+}
