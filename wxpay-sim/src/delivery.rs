@@ -206,7 +206,8 @@ pub(crate) fn start_schedule(app: &Arc<App>, out_trade_no: &str) -> Result<(), S
     if let Some(previous) = app.store.replace_schedule(out_trade_no, token.clone())? {
         previous.cancel();
     }
-    let span = info_span!("notify_schedule", out_trade_no);
+    // A root span: the schedule outlives the request that started it.
+    let span = info_span!(parent: None, "notify_schedule", out_trade_no);
     let task_app = Arc::clone(app);
     let out_trade_no = out_trade_no.to_owned();
     app.tasks.spawn(

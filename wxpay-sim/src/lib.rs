@@ -10,9 +10,13 @@
 //! - [`Faults`]: a slow or failing orderquery, lost, duplicated or reordered notifications,
 //!   set at start or at run time through `PUT /sim/faults`.
 //!
+//! - [`cli`]: the `wxpay-sim` binary's commands (`serve`, `pay`, `attempts`, `replay`,
+//!   `stats`, `notify`).
+//!
 //! Start one in a test with [`bind`] on `127.0.0.1:0` and [`Server::run_until`].
 
 mod api;
+pub mod cli;
 mod client;
 mod config;
 mod control;

@@ -89,8 +89,12 @@ async fn retries_until_the_success_ack_then_stops() {
 #[tokio::test]
 async fn a_reply_after_the_deadline_is_a_failure() {
     let receiver = Receiver::start(vec![Reply::success().after(Duration::from_secs(2))]).await;
-    // At this time scale the deadline is the 200 ms floor.
-    let sim = Sim::start().await;
+    // The default deadline: 5 s scaled, here the 200 ms floor.
+    let sim = Sim::start_with(Config {
+        reply_deadline_ms: None,
+        ..fast_config()
+    })
+    .await;
     sim.unified_order("S1", 1, &receiver.url).await;
     sim.client.pay("S1", true).await.unwrap();
     let order = sim

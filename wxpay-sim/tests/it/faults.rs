@@ -182,7 +182,6 @@ async fn duplicates_arrive_concurrently() {
             notify_duplicates: 3,
             ..Faults::default()
         },
-        reply_deadline_ms: Some(2000),
         ..fast_config()
     })
     .await;

@@ -2,6 +2,7 @@
 // The harness in `support` panics on setup failures like the tests themselves do.
 #![allow(clippy::unwrap_used)]
 
+mod cli;
 mod delivery;
 mod faults;
 mod support;
