@@ -3,6 +3,7 @@
 
 mod confirm;
 mod faults;
+mod measure;
 mod reconcile;
 mod server;
 mod support;

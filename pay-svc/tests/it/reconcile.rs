@@ -76,3 +76,33 @@ async fn reconciliation_stops_with_the_server() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn reconciliation_queries_wechat_at_a_bounded_rate() {
+    bounded(async {
+        const PER_SEC: f64 = 4.0;
+        let started = tokio::time::Instant::now();
+        let mut s = stack_with(|config| {
+            config.reconcile_interval_secs = 1;
+            config.reconcile_min_age_secs = 0;
+            config.reconcile_queries_per_sec = PER_SEC;
+        })
+        .await;
+        // Twenty orders waiting at WeChat (NOTPAY): each run wants to query them all.
+        for _ in 0..20 {
+            s.create_native_order(100).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let calls = s.orderquery_calls().await;
+        let window = started.elapsed().as_secs_f64();
+        // Each run may query once at its start, then PER_SEC per second; a run starts at most
+        // once a second.
+        let bound = (PER_SEC * window + window + 2.0).floor() as u64;
+        assert!(calls >= 1, "reconciliation never ran");
+        assert!(
+            calls <= bound,
+            "{calls} orderquery calls in {window:.1}s (bound {bound})"
+        );
+    })
+    .await;
+}
