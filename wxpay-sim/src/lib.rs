@@ -18,7 +18,7 @@
 mod api;
 pub mod cli;
 mod client;
-mod config;
+pub mod config;
 mod control;
 mod delivery;
 mod faults;
