@@ -15,12 +15,53 @@ use tonic::{
 /// The shortest token accepted; shorter ones are guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    #[error(
+        "GRPC_AUTH_TOKEN: required (or GRPC_AUTH_TOKEN_FILE); set GRPC_ALLOW_UNAUTHENTICATED=true to run without authentication on a trusted network"
+    )]
+    Missing,
+    #[error("GRPC_AUTH_TOKEN_FILE: cannot read `{path}`: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("GRPC_AUTH_TOKEN: must be at least {MIN_TOKEN_LEN} characters")]
     TooShort,
     #[error("GRPC_AUTH_TOKEN: must be printable ASCII without spaces")]
     NotAscii,
+}
+
+/// The token a service runs with, from the setting or its file, checked. Authentication is on
+/// by default: with neither given, the start fails unless `allow_unauthenticated` is set.
+pub fn resolve_token(
+    token: Option<&SecretString>,
+    file: Option<&std::path::PathBuf>,
+    allow_unauthenticated: bool,
+) -> Result<Option<SecretString>, AuthError> {
+    let token = match file {
+        Some(path) => Some(SecretString::from(
+            std::fs::read_to_string(path)
+                .map_err(|source| AuthError::File {
+                    path: path.clone(),
+                    source,
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        )),
+        None => token.cloned(),
+    };
+    match token {
+        Some(token) => {
+            validate_token(&token)?;
+            Ok(Some(token))
+        }
+        None if allow_unauthenticated => {
+            tracing::warn!("internal gRPC authentication is OFF (GRPC_ALLOW_UNAUTHENTICATED)");
+            Ok(None)
+        }
+        None => Err(AuthError::Missing),
+    }
 }
 
 /// Checks a token's shape at start-up, so a bad one stops the service with a clear line.
@@ -40,6 +81,15 @@ pub fn validate_token(token: &SecretString) -> Result<(), AuthError> {
 #[derive(Clone)]
 pub struct RequireBearer {
     expected: Option<std::sync::Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for RequireBearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("RequireBearer")
+            .field("enabled", &self.expected.is_some())
+            .finish()
+    }
 }
 
 impl RequireBearer {

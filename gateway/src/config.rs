@@ -1,8 +1,9 @@
 //! The gateway's settings. It needs no secret: verification happens in pay-svc.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use paynotify::runtime::LogFormat;
+use secrecy::SecretString;
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -39,6 +40,15 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 4_096)]
     pub max_connections: usize,
 
+    /// Bearer token sent to pay-svc on every call (pay-svc's GRPC_AUTH_TOKEN). It guards
+    /// the internal hop only; the gateway still holds no merchant key.
+    #[arg(long, env = "GRPC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub grpc_auth_token: Option<SecretString>,
+
+    /// Read GRPC_AUTH_TOKEN from this file instead.
+    #[arg(long, env = "GRPC_AUTH_TOKEN_FILE")]
+    pub grpc_auth_token_file: Option<PathBuf>,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -66,7 +76,13 @@ impl Config {
             body_timeout_ms: 2_000,
             upstream_timeout_ms: 4_000,
             max_connections: 4_096,
+            grpc_auth_token: None,
+            grpc_auth_token_file: None,
             log_format: LogFormat::Text,
         }
     }
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }

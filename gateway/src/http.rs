@@ -14,7 +14,7 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use paynotify::{replicas::Replicas, wxpay::xml::MAX_BODY_BYTES};
+use paynotify::{auth::AttachBearer, replicas::Replicas, wxpay::xml::MAX_BODY_BYTES};
 use tokio::{net::TcpListener, sync::Semaphore};
 
 use crate::{
@@ -28,6 +28,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 struct AppState {
     pay_svc: Replicas,
+    auth: AttachBearer,
     body_timeout: Duration,
     upstream_timeout: Duration,
 }
@@ -52,10 +53,17 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
 /// address (pay-svc's notify_url) before pay-svc exists, and the gateway needs pay-svc's.
 pub fn serve_on(listener: TcpListener, config: Config) -> anyhow::Result<Server> {
     let pay_svc = pay_client::connect(&config.pay_svc_urls, config.upstream_timeout())?;
+    let token = paynotify::config::secret_from_file(
+        "GRPC_AUTH_TOKEN_FILE",
+        config.grpc_auth_token_file.as_ref(),
+        config.grpc_auth_token.clone(),
+    )?;
+    let auth = AttachBearer::new(token.as_ref())?;
     Ok(Server {
         listener,
         state: Arc::new(AppState {
             pay_svc,
+            auth,
             body_timeout: config.body_timeout(),
             upstream_timeout: config.upstream_timeout(),
         }),
@@ -175,7 +183,14 @@ async fn receive_notification(state: &AppState, request: Request<Incoming>) -> R
             return Reply::fail(StatusCode::REQUEST_TIMEOUT, "body timed out");
         }
     };
-    notify::handle(&state.pay_svc, &body, &request_id, state.upstream_timeout).await
+    notify::handle(
+        &state.pay_svc,
+        &state.auth,
+        &body,
+        &request_id,
+        state.upstream_timeout,
+    )
+    .await
 }
 
 fn xml_response(reply: Reply) -> Response<Full<Bytes>> {

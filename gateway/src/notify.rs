@@ -7,7 +7,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use http::StatusCode;
-use paynotify::replicas::Replicas;
+use paynotify::{auth::AttachBearer, replicas::Replicas};
 use paynotify::{
     proto::pay::v1::{ConfirmPaymentRequest, pay_service_client::PayServiceClient},
     wxpay::{
@@ -16,6 +16,7 @@ use paynotify::{
     },
 };
 use tonic::metadata::MetadataValue;
+use tracing::Instrument as _;
 
 /// What the gateway answers WeChat.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +44,7 @@ impl Reply {
 /// Parses the body, asks pay-svc for a verdict and maps it to WeChat's ack.
 pub async fn handle(
     pay_svc: &Replicas,
+    auth: &AttachBearer,
     body: &[u8],
     request_id: &str,
     upstream_timeout: Duration,
@@ -60,8 +62,6 @@ pub async fn handle(
     };
     let out_trade_no = fields.get("out_trade_no").cloned().unwrap_or_default();
     let span = tracing::info_span!("notify", %request_id, %out_trade_no);
-    let _enter = span.enter();
-
     let fields: HashMap<String, String> = fields.into_iter().collect();
     // ConfirmPayment is idempotent, so a replica that cannot be reached is skipped for the next.
     let confirm = pay_svc.call(|channel| {
@@ -72,34 +72,32 @@ pub async fn handle(
         if let Ok(value) = MetadataValue::try_from(request_id) {
             request.metadata_mut().insert("x-request-id", value);
         }
-        async move {
-            PayServiceClient::new(channel)
-                .confirm_payment(request)
-                .await
-        }
+        let mut client = PayServiceClient::with_interceptor(channel, auth.clone());
+        async move { client.confirm_payment(request).await }
     });
-    match tokio::time::timeout(upstream_timeout, confirm).await {
-        Ok(Ok(response)) => {
-            let verdict = response.into_inner();
-            tracing::info!(outcome = ?verdict.outcome(), acknowledge = verdict.acknowledge, reason = %verdict.reason, "notification handled");
-            if verdict.acknowledge {
-                Reply::success()
-            } else {
-                Reply::fail(StatusCode::OK, &verdict.reason)
+    async move {
+        match tokio::time::timeout(upstream_timeout, confirm).await {
+            Ok(Ok(response)) => {
+                let verdict = response.into_inner();
+                tracing::info!(outcome = ?verdict.outcome(), acknowledge = verdict.acknowledge, reason = %verdict.reason, "notification handled");
+                if verdict.acknowledge {
+                    Reply::success()
+                } else {
+                    Reply::fail(StatusCode::OK, &verdict.reason)
+                }
+            }
+            Ok(Err(status)) => {
+                tracing::warn!(event = "notify.upstream_error", code = ?status.code(), message = %status.message(), "pay-svc gave no verdict");
+                Reply::fail(StatusCode::OK, "temporarily unable to process, retry later")
+            }
+            Err(_) => {
+                tracing::warn!(event = "notify.upstream_timeout", "pay-svc did not answer in time");
+                Reply::fail(StatusCode::OK, "timed out, retry later")
             }
         }
-        Ok(Err(status)) => {
-            tracing::warn!(event = "notify.upstream_error", code = ?status.code(), message = %status.message(), "pay-svc gave no verdict");
-            Reply::fail(StatusCode::OK, "temporarily unable to process, retry later")
-        }
-        Err(_) => {
-            tracing::warn!(
-                event = "notify.upstream_timeout",
-                "pay-svc did not answer in time"
-            );
-            Reply::fail(StatusCode::OK, "timed out, retry later")
-        }
     }
+    .instrument(span)
+    .await
 }
 
 /// A short random id that follows one notification through every service's logs.

@@ -2,11 +2,13 @@
 //! and turned into a typed [`Config`] (defaults → environment → flags).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use paynotify::runtime::LogFormat;
 use sea_orm::DbBackend;
+use secrecy::SecretString;
 
 /// The default database: a SQLite file next to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/orders.db?mode=rwc";
@@ -41,9 +43,29 @@ pub struct Args {
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
 
+    /// Bearer token every OrderService call must carry (health and reflection stay open).
+    #[arg(long, env = "GRPC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub grpc_auth_token: Option<SecretString>,
+
+    /// Read GRPC_AUTH_TOKEN from this file instead.
+    #[arg(long, env = "GRPC_AUTH_TOKEN_FILE")]
+    pub grpc_auth_token_file: Option<PathBuf>,
+
+    /// Run without a token: every caller is trusted. Only on a trusted network.
+    #[arg(long, env = "GRPC_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub grpc_allow_unauthenticated: bool,
+
+    /// Optional TOML file with any of these settings (flags and environment win over it).
+    #[arg(long, env = "CONFIG_FILE")]
+    pub config: Option<PathBuf>,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }
 
 /// What to do with the schema at start.
@@ -65,12 +87,14 @@ pub struct Config {
     pub schema: SchemaMode,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// `None`: no authentication (tests, or GRPC_ALLOW_UNAUTHENTICATED).
+    pub grpc_auth_token: Option<SecretString>,
 }
 
 impl Config {
     /// From the process's command line and environment; fails naming the bad key.
     pub fn load() -> anyhow::Result<Self> {
-        Self::try_from(<Args as clap::Parser>::parse())
+        Self::try_from(paynotify::config::load::<Args>())
     }
 
     /// The defaults for `database_url`, listening on an ephemeral localhost port and with a
@@ -86,6 +110,7 @@ impl Config {
             schema: SchemaMode::Migrate,
             shutdown_grace: Duration::from_secs(2),
             log_format: LogFormat::Text,
+            grpc_auth_token: None,
         })
     }
 
@@ -122,6 +147,11 @@ impl TryFrom<Args> for Config {
             },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             log_format: args.log_format,
+            grpc_auth_token: paynotify::auth::resolve_token(
+                args.grpc_auth_token.as_ref(),
+                args.grpc_auth_token_file.as_ref(),
+                args.grpc_allow_unauthenticated,
+            )?,
         })
     }
 }

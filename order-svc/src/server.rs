@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use paynotify::auth::RequireBearer;
 use paynotify::proto::order::v1::order_service_server::OrderServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -32,6 +33,7 @@ pub struct Server {
     local_addr: SocketAddr,
     db: DatabaseConnection,
     shutdown_grace: Duration,
+    auth: RequireBearer,
 }
 
 /// Connects the database, migrates or verifies its schema, and binds the listener.
@@ -53,6 +55,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         local_addr,
         db,
         shutdown_grace: config.shutdown_grace,
+        auth: RequireBearer::new(config.grpc_auth_token.as_ref()),
     })
 }
 
@@ -107,7 +110,7 @@ impl Server {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(OrderServiceServer::new(api))
+            .add_service(OrderServiceServer::with_interceptor(api, self.auth))
             .serve_with_incoming_shutdown(incoming, draining);
         let served = tokio::select! {
             served = serve => served,

@@ -2,6 +2,7 @@
 //! database and talks to it over gRPC. The behaviour suite runs unchanged on SQLite,
 //! PostgreSQL and MariaDB (see `order_svc::testing` for where the servers are expected).
 
+mod auth;
 mod behaviour;
 mod lifecycle;
 mod multi_server;
