@@ -187,11 +187,31 @@ mod tests {
 
     #[test]
     fn short_or_odd_tokens_are_refused_at_start() {
-        assert_eq!(validate_token(&token("short")), Err(AuthError::TooShort));
-        assert_eq!(
+        assert!(matches!(
+            validate_token(&token("short")),
+            Err(AuthError::TooShort)
+        ));
+        assert!(matches!(
             validate_token(&token("0123456789abcdef ghi")),
             Err(AuthError::NotAscii)
-        );
-        assert_eq!(validate_token(&token("0123456789abcdef")), Ok(()));
+        ));
+        assert!(validate_token(&token("0123456789abcdef")).is_ok());
+    }
+
+    #[test]
+    fn a_token_is_required_unless_explicitly_waived() {
+        assert!(matches!(
+            resolve_token(None, None, false),
+            Err(AuthError::Missing)
+        ));
+        assert!(resolve_token(None, None, true).unwrap().is_none());
+        let path = std::env::temp_dir().join(format!("tok-{}", crate::wxpay::time::nonce_str()));
+        std::fs::write(&path, "0123456789abcdef-from-file\n").unwrap();
+        let from_file = resolve_token(None, Some(&path), false).unwrap().unwrap();
+        assert_eq!(from_file.expose_secret(), "0123456789abcdef-from-file");
+        assert!(matches!(
+            resolve_token(None, Some(&std::path::PathBuf::from("/nonexistent")), true),
+            Err(AuthError::File { .. })
+        ));
     }
 }
