@@ -124,6 +124,10 @@ pub struct Config {
     #[arg(long, env = "GRPC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub grpc_auth_token: Option<SecretString>,
 
+    /// How long in-flight calls may run on after the shutdown signal.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 5000)]
+    pub shutdown_grace_ms: u64,
+
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }

@@ -31,6 +31,7 @@ pub struct Server {
     service: PayGrpc,
     auth: RequireBearer,
     reconcile: Option<ReconcileSettings>,
+    shutdown_grace: Duration,
 }
 
 /// Validates `config`, builds the clients and binds the listener.
@@ -74,6 +75,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         service,
         auth: RequireBearer::new(config.grpc_auth_token.as_ref()),
         reconcile,
+        shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
     })
 }
 
@@ -84,7 +86,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops reconciliation,
-    /// lets in-flight calls finish and returns.
+    /// lets in-flight calls finish (for at most `SHUTDOWN_GRACE_MS`) and returns.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -108,12 +110,22 @@ impl Server {
             let health = health.clone();
             async move {
                 shutdown.await;
-                tracing::info!("draining");
+                tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
                 health.set_not_serving::<PayServiceServer<PayGrpc>>().await;
                 health
                     .set_service_status("", ServingStatus::NotServing)
                     .await;
                 cancel.cancel();
+            }
+        };
+        // Graceful shutdown waits for every open stream, and a health watcher's never ends:
+        // once draining has started, give in-flight calls `grace`, then drop what is left.
+        let grace = self.shutdown_grace;
+        let grace_elapsed = {
+            let cancel = cancel.clone();
+            async move {
+                cancel.cancelled().await;
+                tokio::time::sleep(grace).await;
             }
         };
 
@@ -133,8 +145,17 @@ impl Server {
             // Health and reflection stay open for probes and grpcurl; the business calls
             // need the token when one is configured.
             .add_service(PayServiceServer::with_interceptor(self.service, self.auth))
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), draining)
-            .await;
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                draining,
+            );
+        let served = tokio::select! {
+            served = served => served,
+            () = grace_elapsed => {
+                tracing::warn!(?grace, "shutdown grace elapsed, dropping remaining connections");
+                Ok(())
+            }
+        };
         cancel.cancel();
         if let Some(task) = reconciler
             && let Err(err) = task.await

@@ -47,3 +47,29 @@ async fn business_calls_need_the_token_and_health_does_not() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn shutdown_reports_not_serving_and_ends_despite_a_health_watcher() {
+    bounded(async {
+        let s = stack_with(|config| config.shutdown_grace_ms = 300).await;
+        let mut health = HealthClient::new(s.pay_channel.clone());
+        let mut watch = health
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status(), ServingStatus::Serving);
+
+        let started = tokio::time::Instant::now();
+        let stopping = tokio::spawn(s.pay_svc.stop());
+        let next = watch.message().await.unwrap().unwrap();
+        assert_eq!(next.status(), ServingStatus::NotServing);
+        stopping.await.unwrap();
+        // The watcher's stream never ends on its own: the grace bounds the drain.
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    })
+    .await;
+}
