@@ -251,8 +251,7 @@ fn signed_reply(
     result: Result<Fields, ApiError>,
 ) -> Response {
     let mut fields = match result {
-        Ok(fields) => {
-            let mut fields = fields;
+        Ok(mut fields) => {
             fields.insert("result_code".into(), "SUCCESS".into());
             fields
         }
