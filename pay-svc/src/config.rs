@@ -119,10 +119,21 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_QUERIES_PER_SEC", default_value_t = 5.0)]
     pub reconcile_queries_per_sec: f64,
 
-    /// Bearer token for the internal gRPC calls: required on PayService calls and sent to
-    /// order-svc. Unset: no authentication (local development).
+    /// Bearer token for the internal gRPC calls: every PayService call must carry it, and
+    /// pay-svc sends it to order-svc. Required unless GRPC_ALLOW_UNAUTHENTICATED.
     #[arg(long, env = "GRPC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub grpc_auth_token: Option<SecretString>,
+    /// Read GRPC_AUTH_TOKEN from this file instead.
+    #[arg(long, env = "GRPC_AUTH_TOKEN_FILE")]
+    pub grpc_auth_token_file: Option<PathBuf>,
+    /// Run without a token: every caller is trusted. Only on a trusted network.
+    #[arg(
+        long,
+        env = "GRPC_ALLOW_UNAUTHENTICATED",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub grpc_allow_unauthenticated: bool,
 
     /// How long in-flight calls may run on after the shutdown signal.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 5000)]
@@ -173,8 +184,9 @@ impl Config {
         Config::from_arg_matches(&command.try_get_matches_from(args)?)
     }
 
-    /// Replaces settings given as files (`WXPAY_API_KEY_FILE`) by the files' contents.
-    pub fn resolve_secret_files(mut self) -> Result<Config, paynotify::config::ConfigError> {
+    /// Replaces settings given as files (`WXPAY_API_KEY_FILE`, `GRPC_AUTH_TOKEN_FILE`) by the
+    /// files' contents, and checks that a token is set unless authentication is turned off.
+    pub fn resolve_secrets(mut self) -> anyhow::Result<Config> {
         if let Some(key) = paynotify::config::secret_from_file(
             "WXPAY_API_KEY_FILE",
             self.wxpay_api_key_file.as_ref(),
@@ -182,6 +194,11 @@ impl Config {
         )? {
             self.wxpay_api_key = key;
         }
+        self.grpc_auth_token = paynotify::auth::resolve_token(
+            self.grpc_auth_token.as_ref(),
+            self.grpc_auth_token_file.as_ref(),
+            self.grpc_allow_unauthenticated,
+        )?;
         Ok(self)
     }
 
@@ -238,9 +255,16 @@ impl Config {
         positive("WXPAY_CONNECT_TIMEOUT_MS", self.wxpay_connect_timeout_ms)?;
         positive("WXPAY_TIMEOUT_MS", self.wxpay_timeout_ms)?;
         positive("WXPAY_MAX_ATTEMPTS", u64::from(self.wxpay_max_attempts))?;
-        if let Some(token) = &self.grpc_auth_token {
-            paynotify::auth::validate_token(token)
-                .map_err(|e| invalid("GRPC_AUTH_TOKEN", e.to_string()))?;
+        match &self.grpc_auth_token {
+            Some(token) => paynotify::auth::validate_token(token)
+                .map_err(|e| invalid("GRPC_AUTH_TOKEN", e.to_string()))?,
+            None if self.grpc_allow_unauthenticated => {}
+            None => {
+                return Err(invalid(
+                    "GRPC_AUTH_TOKEN",
+                    "required (or GRPC_AUTH_TOKEN_FILE); set GRPC_ALLOW_UNAUTHENTICATED=true to run without authentication on a trusted network",
+                ));
+            }
         }
 
         if self.reconcile_interval_secs > 0 {
@@ -316,18 +340,38 @@ fn http_url(setting: &'static str, value: &str) -> Result<http::Uri, ConfigError
 mod tests {
     use super::*;
 
+    const TOKEN: &str = "pay-svc-test-token-0123456789";
+
+    /// The defaults plus `args`, with a valid token unless `args` set one.
     fn with(args: &[&str]) -> Config {
         let mut all = vec!["pay-svc"];
+        if !args.contains(&"--grpc-auth-token") {
+            all.extend(["--grpc-auth-token", TOKEN]);
+        }
         all.extend_from_slice(args);
         Config::from_args_without_env(all).unwrap()
     }
 
     #[test]
-    fn the_defaults_are_valid_and_hide_the_key() {
-        let config = Config::default();
+    fn the_defaults_are_valid_with_a_token_and_hide_secrets() {
+        let config = with(&[]);
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.addr.to_string(), "127.0.0.1:50051");
-        assert!(!format!("{config:?}").contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"));
+        assert!(!debug.contains(TOKEN));
+    }
+
+    #[test]
+    fn authentication_is_on_unless_turned_off() {
+        let err = Config::default().validate().unwrap_err();
+        assert_eq!(err.setting, "GRPC_AUTH_TOKEN");
+        assert!(Config::default().resolve_secrets().is_err());
+        let open =
+            Config::from_args_without_env(["pay-svc", "--grpc-allow-unauthenticated", "true"])
+                .unwrap();
+        assert_eq!(open.validate(), Ok(()));
+        assert!(open.resolve_secrets().unwrap().grpc_auth_token.is_none());
     }
 
     #[test]
@@ -385,7 +429,7 @@ mod tests {
         ));
         std::fs::write(&path, "A".repeat(32) + "\n").unwrap();
         let config = with(&["--wxpay-api-key-file", path.to_str().unwrap()])
-            .resolve_secret_files()
+            .resolve_secrets()
             .unwrap();
         assert_eq!(config.wxpay_api_key.expose_secret(), "A".repeat(32));
         assert_eq!(config.validate(), Ok(()));

@@ -36,7 +36,7 @@ pub struct Server {
 
 /// Validates `config`, builds the clients and binds the listener.
 pub async fn bind(config: Config) -> anyhow::Result<Server> {
-    let config = config.resolve_secret_files()?;
+    let config = config.resolve_secrets()?;
     config.validate()?;
     let wechat = WechatClient::new(config.wechat_client_config())
         .context("building the WeChat Pay client")?;

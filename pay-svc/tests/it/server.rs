@@ -1,15 +1,15 @@
 //! What every pay-svc serves besides PayService: health (open, for probes) and the bearer
 //! token on the business calls when one is configured.
 
-use paynotify::proto::pay::v1::{ConfirmPaymentRequest, NotifyOutcome};
+use paynotify::proto::pay::v1::{
+    ConfirmPaymentRequest, NotifyOutcome, pay_service_client::PayServiceClient,
+};
 use tonic::metadata::MetadataValue;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::support::{bounded, stack_with};
-
-const TOKEN: &str = "test-token-0123456789abcdef";
+use crate::support::{TOKEN, bounded, stack, stack_with};
 
 fn return_fail() -> ConfirmPaymentRequest {
     ConfirmPaymentRequest {
@@ -20,17 +20,27 @@ fn return_fail() -> ConfirmPaymentRequest {
 #[tokio::test]
 async fn business_calls_need_the_token_and_health_does_not() {
     bounded(async {
-        let mut s = stack_with(|config| config.grpc_auth_token = Some(TOKEN.into())).await;
+        let s = stack().await;
+        let mut anonymous = PayServiceClient::new(s.pay_channel.clone());
 
-        let refused = s.pay.confirm_payment(return_fail()).await.unwrap_err();
+        let refused = anonymous.confirm_payment(return_fail()).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 
-        let mut request = tonic::Request::new(return_fail());
-        request.metadata_mut().insert(
+        let mut wrong = tonic::Request::new(return_fail());
+        wrong.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from("Bearer not-the-token-0123456789").unwrap(),
+        );
+        let refused = anonymous.confirm_payment(wrong).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(!refused.message().contains(TOKEN));
+
+        let mut right = tonic::Request::new(return_fail());
+        right.metadata_mut().insert(
             "authorization",
             MetadataValue::try_from(format!("Bearer {TOKEN}")).unwrap(),
         );
-        let response = s.pay.confirm_payment(request).await.unwrap().into_inner();
+        let response = anonymous.confirm_payment(right).await.unwrap().into_inner();
         assert_eq!(response.outcome(), NotifyOutcome::ReturnFail);
 
         let mut health = HealthClient::new(s.pay_channel.clone());

@@ -5,6 +5,7 @@
 use std::{collections::HashMap, future::Future, time::Duration};
 
 use order_svc::testing::{Backend, TestDatabase, TestServer};
+use paynotify::auth::AttachBearer;
 use paynotify::{
     proto::{
         order::v1::{
@@ -18,11 +19,23 @@ use paynotify::{
     },
     wxpay::{Fields, sign::SignType, xml},
 };
+use secrecy::SecretString;
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID, Notification, SimClient};
 
 const LOCAL_ANY_PORT: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
+
+/// The internal bearer token of the test stack: order-svc requires it from pay-svc, pay-svc
+/// from the test (in the gateway's place).
+pub const TOKEN: &str = "stack-test-token-0123456789abcdef";
+
+/// A gRPC client that carries [`TOKEN`].
+pub type Authed = InterceptedService<Channel, AttachBearer>;
+
+fn bearer() -> AttachBearer {
+    AttachBearer::new(Some(&SecretString::from(TOKEN))).expect("valid token")
+}
 
 /// Every test ends within this, or fails.
 pub const TEST_DEADLINE: Duration = Duration::from_secs(60);
@@ -76,8 +89,9 @@ impl Drop for Running {
 }
 
 pub struct Stack {
-    pub orders: OrderServiceClient<Channel>,
-    pub pay: PayServiceClient<Channel>,
+    pub orders: OrderServiceClient<Authed>,
+    pub pay: PayServiceClient<Authed>,
+    /// Without the token.
     pub pay_channel: Channel,
     pub sim: SimClient,
     pub sim_url: String,
@@ -99,7 +113,16 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
     let db = TestDatabase::create(Backend::Sqlite)
         .await
         .expect("test database");
-    let order_svc = TestServer::start(db.url()).await.expect("order-svc");
+    let mut order_config = order_svc::Config::for_database(db.url()).expect("order-svc config");
+    order_config.grpc_auth_token = Some(SecretString::from(TOKEN));
+    let order_svc = TestServer::start_with(order_config)
+        .await
+        .expect("order-svc");
+    let order_channel = Channel::from_shared(order_svc.endpoint())
+        .expect("order-svc URL")
+        .connect()
+        .await
+        .expect("order-svc channel");
 
     let sim = wxpay_sim::bind(wxpay_sim::Config {
         addr: LOCAL_ANY_PORT.into(),
@@ -124,6 +147,7 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         wxpay_connect_timeout_ms: 500,
         wxpay_timeout_ms: 2000,
         wxpay_retry_backoff_ms: 20,
+        grpc_auth_token: Some(SecretString::from(TOKEN)),
         ..pay_svc::Config::default()
     };
     tweak(&mut config);
@@ -141,8 +165,8 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         .await
         .expect("pay-svc channel");
     Stack {
-        orders: order_svc.client().await.expect("order-svc client"),
-        pay: PayServiceClient::new(pay_channel.clone()),
+        orders: OrderServiceClient::with_interceptor(order_channel, bearer()),
+        pay: PayServiceClient::with_interceptor(pay_channel.clone(), bearer()),
         pay_channel,
         sim: SimClient::new(sim_url.clone()),
         sim_url,
