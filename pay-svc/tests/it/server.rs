@@ -83,3 +83,49 @@ async fn shutdown_reports_not_serving_and_ends_despite_a_health_watcher() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn reflection_lists_the_services_in_both_versions() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    bounded(async {
+        let s = stack().await;
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let mut v1_client =
+            v1::server_reflection_client::ServerReflectionClient::new(s.pay_channel.clone());
+        let mut answers = v1_client
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            answers.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("not a service list");
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"pay.v1.PayService"), "{names:?}");
+        assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+
+        // grpcurl 1.8 asks v1alpha.
+        let request = v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        let mut alpha =
+            v1alpha::server_reflection_client::ServerReflectionClient::new(s.pay_channel.clone());
+        let mut answers = alpha
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(answers.message().await.unwrap().is_some());
+    })
+    .await;
+}
