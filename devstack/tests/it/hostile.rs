@@ -1,0 +1,39 @@
+//! Hostile bodies through the whole stack: FAIL, nothing changes, the gateway keeps serving.
+
+use order_svc::testing::Backend;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn hostile_bodies_get_fail_and_change_nothing() {
+    let stack = start(Backend::Sqlite).await;
+    let order = new_order(&stack, 100).await;
+    let genuine = sign(&paid_notification(&stack, &order).await);
+
+    // The genuine notification wrapped in each attack.
+    let inner = genuine
+        .trim_start_matches("<xml>")
+        .trim_end_matches("</xml>");
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("doctype + external entity", format!("<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml>{inner}<attach>&x;</attach></xml>").into_bytes()),
+        ("internal entity expansion", format!("<!DOCTYPE xml [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]><xml>{inner}</xml>").into_bytes()),
+        ("over 64 KiB", format!("<xml>{inner}<attach>{}</attach></xml>", "x".repeat(70_000)).into_bytes()),
+        ("not xml", b"return_code=SUCCESS".to_vec()),
+        ("json", b"{\"return_code\":\"SUCCESS\",\"out_trade_no\":\"1\"}".to_vec()),
+        ("empty", Vec::new()),
+        ("duplicate field", format!("<xml>{inner}<total_fee>1</total_fee></xml>").into_bytes()),
+        ("nested", format!("<xml>{inner}<attach><x>1</x></attach></xml>").into_bytes()),
+    ];
+    for (name, body) in bodies {
+        let (status, reply) = post(&stack, body).await;
+        assert!(is_fail(&reply), "{name}: {status} {reply}");
+        assert!(
+            (400..500).contains(&status) || status == 200,
+            "{name}: {status}"
+        );
+    }
+    assert_untouched(&stack, &order.id).await;
+
+    let (_, reply) = post(&stack, genuine).await;
+    assert!(is_success(&reply), "{reply}");
+}
