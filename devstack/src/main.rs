@@ -56,10 +56,10 @@ async fn main() -> anyhow::Result<()> {
         "devstack up: gateway http://{}/wxpay/notify, pay-svc {}, order-svc {}, wxpay-sim http://{}",
         stack.gateway, stack.pay_svc, stack.order_svc, stack.sim
     );
-    if !args.no_demo {
-        if let Err(error) = devstack::demo::run(&stack).await {
-            eprintln!("demo failed: {error:#}");
-        }
+    if !args.no_demo
+        && let Err(error) = devstack::demo::run(&stack).await
+    {
+        eprintln!("demo failed: {error:#}");
     }
     println!("\nServing until Ctrl-C.");
     paynotify::runtime::shutdown_signal().await;
