@@ -44,7 +44,7 @@ pub struct Config {
     #[arg(long, env = "PAY_SVC_ADDR", default_value = "127.0.0.1:50051")]
     pub addr: SocketAddr,
 
-    /// order-svc's gRPC endpoint.
+    /// order-svc's gRPC endpoint; a comma-separated list spreads calls over replicas.
     #[arg(long, env = "ORDER_SVC_URL", default_value = "http://127.0.0.1:50052")]
     pub order_svc_url: String,
     #[arg(long, env = "ORDER_SVC_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
@@ -204,7 +204,9 @@ impl Config {
 
     /// Checks every setting; the first bad one is named in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        http_url("ORDER_SVC_URL", &self.order_svc_url)?;
+        for url in self.order_svc_url.split(',') {
+            http_url("ORDER_SVC_URL", url.trim())?;
+        }
         positive(
             "ORDER_SVC_CONNECT_TIMEOUT_MS",
             self.order_svc_connect_timeout_ms,

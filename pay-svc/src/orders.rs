@@ -1,9 +1,11 @@
-//! order-svc as pay-svc sees it: the five calls it makes, over one lazily connected channel
-//! built at start and cloned into every handler. gRPC statuses are turned into typed answers
+//! order-svc as pay-svc sees it: the five calls it makes, over lazily connected channels to
+//! every order-svc replica, built at start and shared by every handler. A replica that cannot
+//! be reached is skipped for the next (see `paynotify::replicas`); every call here is
+//! idempotent, so trying it on another replica is safe. gRPC statuses are turned into typed answers
 //! here ("no such order" is an answer, "unreachable" is a [`PayError`]); MarkPaid, being
 //! idempotent, is retried on a bounded schedule when order-svc cannot be reached.
 
-use std::time::Duration;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use paynotify::auth::AttachBearer;
 use paynotify::{
@@ -11,13 +13,11 @@ use paynotify::{
         CloseOrderOutcome, CloseOrderRequest, GetOrderRequest, ListPendingOrdersRequest,
         MarkPaidOutcome, MarkPaidRequest, Order, order_service_client::OrderServiceClient,
     },
+    replicas::Replicas,
     wxpay::client::RetryPolicy,
 };
 use secrecy::SecretString;
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Channel, Endpoint},
-};
+use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
     claim::PaymentClaim,
@@ -25,10 +25,19 @@ use crate::{
     request_id::Outgoing,
 };
 
-#[derive(Clone, Debug)]
+type Client = OrderServiceClient<InterceptedService<Channel, Outgoing>>;
+
+#[derive(Clone)]
 pub struct Orders {
-    client: OrderServiceClient<InterceptedService<Channel, Outgoing>>,
+    replicas: Arc<Replicas>,
+    outgoing: Outgoing,
     mark_paid_retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Orders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orders").finish_non_exhaustive()
+    }
 }
 
 /// What MarkPaid said about a claim.
@@ -46,33 +55,54 @@ pub enum MarkPaid {
 }
 
 impl Orders {
-    /// A client whose channel connects on first use, so pay-svc starts even when order-svc
-    /// does not run yet. Every call carries the token (if any) and the current request id.
+    /// Channels that connect on first use, so pay-svc starts even when order-svc does not run
+    /// yet; `urls` is ORDER_SVC_URL's comma-separated list of replicas. Every call carries the
+    /// token (if any) and the current request id.
     pub fn connect_lazy(
-        url: &str,
+        urls: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
         mark_paid_retry: RetryPolicy,
         auth_token: Option<&SecretString>,
     ) -> anyhow::Result<Orders> {
-        let channel = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(connect_timeout)
-            .timeout(request_timeout)
-            .connect_lazy();
+        let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+        let replicas =
+            Replicas::connect_lazy("ORDER_SVC_URL", &urls, connect_timeout, request_timeout)?;
         Ok(Orders {
-            client: OrderServiceClient::with_interceptor(
-                channel,
-                Outgoing::new(AttachBearer::new(auth_token)?),
-            ),
+            replicas: Arc::new(replicas),
+            outgoing: Outgoing::new(AttachBearer::new(auth_token)?),
             mark_paid_retry,
         })
+    }
+
+    /// One call on one replica (the next one if it cannot be reached).
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, Status>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.replicas
+            .call(|channel| {
+                call(OrderServiceClient::with_interceptor(
+                    channel,
+                    self.outgoing.clone(),
+                ))
+            })
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// The order, or `None` when order-svc has no such order.
     pub async fn get(&self, id: &str) -> Result<Option<Order>, PayError> {
         let request = GetOrderRequest { id: id.to_owned() };
-        match self.client.clone().get_order(request).await {
-            Ok(response) => Ok(response.into_inner().order),
+        match self
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.get_order(request).await }
+            })
+            .await
+        {
+            Ok(response) => Ok(response.order),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(status) => Err(PayError::from_order_svc(status)),
         }
@@ -89,9 +119,14 @@ impl Orders {
         let attempts = self.mark_paid_retry.max_attempts.max(1);
         let mut attempt = 1;
         let status = loop {
-            match self.client.clone().mark_paid(request.clone()).await {
+            let sent = self
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.mark_paid(request).await }
+                })
+                .await;
+            match sent {
                 Ok(response) => {
-                    let response = response.into_inner();
                     return Ok(MarkPaid::Outcome {
                         outcome: response.outcome(),
                         detail: response.detail,
@@ -129,11 +164,9 @@ impl Orders {
             limit: i32::try_from(limit).unwrap_or(i32::MAX),
             max_age_seconds: max_age.map(seconds).unwrap_or(0),
         };
-        self.client
-            .clone()
-            .list_pending_orders(request)
+        self.call(|mut client| async move { client.list_pending_orders(request).await })
             .await
-            .map(|response| response.into_inner().orders)
+            .map(|response| response.orders)
             .map_err(PayError::from_order_svc)
     }
 
@@ -143,11 +176,12 @@ impl Orders {
             order_id: id.to_owned(),
             reason: reason.to_owned(),
         };
-        self.client
-            .clone()
-            .close_order(request)
-            .await
-            .map(|response| response.into_inner().outcome())
-            .map_err(PayError::from_order_svc)
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.close_order(request).await }
+        })
+        .await
+        .map(|response| response.outcome())
+        .map_err(PayError::from_order_svc)
     }
 }
