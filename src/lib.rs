@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod metrics;
 pub mod proto;
 pub mod replicas;
 pub mod runtime;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use paynotify::{
     auth::AttachBearer,
+    metrics::AdminAddr,
     proto::{
         order::v1::order_service_client::OrderServiceClient,
         pay::v1::pay_service_client::PayServiceClient,
@@ -19,13 +20,15 @@ use wxpay_sim::SimClient;
 /// The internal gRPC token devstack uses unless `GRPC_AUTH_TOKEN` says otherwise (see README).
 pub const DEMO_GRPC_TOKEN: &str = "devstack-demo-token-0123456789";
 
-/// The default ports, as in production: gateway 9010, pay-svc 50051, order-svc 50052,
-/// simulator 9020.
+/// The default ports, as in production: gateway 9010, pay-svc 50051 (metrics 9101),
+/// order-svc 50052 (metrics 9102), simulator 9020.
 const DEFAULT_PORTS: Ports = Ports {
     gateway: 9010,
     pay_svc: 50051,
     order_svc: 50052,
     sim: 9020,
+    pay_svc_metrics: 9101,
+    order_svc_metrics: 9102,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +37,8 @@ struct Ports {
     pay_svc: u16,
     order_svc: u16,
     sim: u16,
+    pay_svc_metrics: u16,
+    order_svc_metrics: u16,
 }
 
 /// What differs between one local stack and another.
@@ -97,6 +102,8 @@ impl StackConfig {
                 pay_svc: 0,
                 order_svc: 0,
                 sim: 0,
+                pay_svc_metrics: 0,
+                order_svc_metrics: 0,
             }
         }
     }
@@ -130,11 +137,18 @@ impl Running {
 
 /// A running stack. Stop it with [`Stack::shutdown`]; dropping it stops the services too,
 /// without waiting for them.
+///
+/// The services share this process's one metrics registry, so the gateway's `/metrics` and
+/// both admin ports show the same page: every service's series.
 pub struct Stack {
     pub gateway: SocketAddr,
     pub pay_svc: SocketAddr,
     pub order_svc: SocketAddr,
     pub sim: SocketAddr,
+    /// pay-svc's admin port (`GET /metrics`, `GET /healthz`).
+    pub pay_svc_metrics: SocketAddr,
+    /// order-svc's admin port.
+    pub order_svc_metrics: SocketAddr,
     pub config: StackConfig,
     // In shutdown order: the front first, so no new work arrives while the rest drains.
     gateway_task: Option<Running>,
@@ -164,7 +178,8 @@ impl Stack {
     pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         let ports = config.ports();
 
-        let (order_svc, order_svc_task) = start_order_svc(&config, ports.order_svc).await?;
+        let (order_svc, order_svc_metrics, order_svc_task) =
+            start_order_svc(&config, ports.order_svc, ports.order_svc_metrics).await?;
 
         let mut sim_config = wxpay_sim::Config {
             addr: SocketAddr::from(([127, 0, 0, 1], ports.sim)),
@@ -204,12 +219,19 @@ impl Stack {
             grpc_auth_token: config.grpc_auth_token.clone(),
             reconcile_interval_secs: config.reconcile_interval_secs,
             reconcile_min_age_secs: config.reconcile_min_age_secs,
+            metrics_addr: AdminAddr(Some(SocketAddr::from((
+                [127, 0, 0, 1],
+                ports.pay_svc_metrics,
+            )))),
             ..pay_svc::Config::default()
         };
         pay_config.wxpay_api_backup_base = None;
         pay_config.validate().context("pay-svc")?;
         let pay_server = pay_svc::bind(pay_config).await.context("pay-svc")?;
         let pay_svc = pay_server.local_addr();
+        let pay_svc_metrics = pay_server
+            .metrics_addr()
+            .context("pay-svc: no metrics address")?;
         let pay_svc_task = Running::spawn("pay-svc", |stop| {
             pay_server.run_until(async move { stop.cancelled().await })
         });
@@ -228,6 +250,8 @@ impl Stack {
             pay_svc,
             order_svc,
             sim,
+            pay_svc_metrics,
+            order_svc_metrics,
             config,
             gateway_task: Some(gateway_task),
             pay_svc_task: Some(pay_svc_task),
@@ -247,7 +271,12 @@ impl Stack {
     /// Starts order-svc again on the same port and database.
     pub async fn restart_order_svc(&mut self) -> anyhow::Result<()> {
         self.stop_order_svc().await?;
-        let (_, running) = start_order_svc(&self.config, self.order_svc.port()).await?;
+        let (_, _, running) = start_order_svc(
+            &self.config,
+            self.order_svc.port(),
+            self.order_svc_metrics.port(),
+        )
+        .await?;
         self.order_svc_task = Some(running);
         Ok(())
     }
@@ -299,15 +328,24 @@ impl Stack {
     }
 }
 
-async fn start_order_svc(config: &StackConfig, port: u16) -> anyhow::Result<(SocketAddr, Running)> {
+/// order-svc on `port`, its metrics on `metrics_port`; returns both addresses.
+async fn start_order_svc(
+    config: &StackConfig,
+    port: u16,
+    metrics_port: u16,
+) -> anyhow::Result<(SocketAddr, SocketAddr, Running)> {
     let mut order_config =
         order_svc::Config::for_database(&config.database_url).context("order-svc")?;
     order_config.listen_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    order_config.metrics_addr = AdminAddr(Some(SocketAddr::from(([127, 0, 0, 1], metrics_port))));
     order_config.grpc_auth_token = config.grpc_auth_token.clone();
     let server = order_svc::bind(order_config).await.context("order-svc")?;
     let addr = server.local_addr();
+    let metrics = server
+        .metrics_addr()
+        .context("order-svc: no metrics address")?;
     let running = Running::spawn("order-svc", |stop| {
         server.run_until(async move { stop.cancelled().await })
     });
-    Ok((addr, running))
+    Ok((addr, metrics, running))
 }

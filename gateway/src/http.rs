@@ -1,10 +1,18 @@
 //! The HTTP server: accept loop, routing, body limits and graceful shutdown.
 //!
-//! Routes: `POST /wxpay/notify` (the original service's path), `GET /healthz`.
+//! Routes: `POST /wxpay/notify` (the original service's path), `GET /healthz`, `GET /metrics`
+//! (Prometheus). Every notification reply carries its `x-request-id`, the id on every log line
+//! about it in the gateway, pay-svc and order-svc.
 //! Hostile clients are bounded: a connection cap, a header read timeout, a body size cap
 //! checked before and while reading, and a deadline for the whole body.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -16,9 +24,11 @@ use hyper_util::{
 };
 use paynotify::{auth::AttachBearer, replicas::Replicas, wxpay::xml::MAX_BODY_BYTES};
 use tokio::{net::TcpListener, sync::Semaphore};
+use tracing::Instrument as _;
 
 use crate::{
     Config,
+    metrics::{self, ReplyReason, Route},
     notify::{self, Reply},
     pay_client,
 };
@@ -59,6 +69,7 @@ pub fn serve_on(listener: TcpListener, config: Config) -> anyhow::Result<Server>
         config.grpc_auth_token.clone(),
     )?;
     let auth = AttachBearer::new(token.as_ref())?;
+    metrics::register();
     Ok(Server {
         listener,
         state: Arc::new(AppState {
@@ -108,6 +119,7 @@ impl Server {
                     event = "gateway.connection_shed",
                     "connection limit reached"
                 );
+                metrics::connection_shed();
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -143,51 +155,87 @@ async fn route(
     state: Arc<AppState>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let response = match (request.method(), request.uri().path()) {
+    let started = Instant::now();
+    let (route, response) = match (request.method(), request.uri().path()) {
         (&Method::POST, "/wxpay/notify") => {
-            xml_response(receive_notification(&state, request).await)
+            let request_id = notify::new_request_id();
+            let span = tracing::info_span!(
+                "notify",
+                %request_id,
+                out_trade_no = tracing::field::Empty
+            );
+            let reply = receive_notification(&state, request, &request_id)
+                .instrument(span)
+                .await;
+            metrics::reply(reply.reason);
+            let mut response = xml_response(reply);
+            if let Ok(value) = header::HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            (Route::Notify, response)
         }
-        (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
-        (_, "/wxpay/notify") | (_, "/healthz") => {
-            text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        }
-        _ => text_response(StatusCode::NOT_FOUND, "not found"),
+        (&Method::GET, "/healthz") => (Route::Healthz, text_response(StatusCode::OK, "ok")),
+        (&Method::GET, "/metrics") => (Route::Metrics, paynotify::metrics::metrics_response()),
+        (_, "/wxpay/notify") | (_, "/healthz") | (_, "/metrics") => (
+            Route::Other,
+            text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        ),
+        _ => (
+            Route::Other,
+            text_response(StatusCode::NOT_FOUND, "not found"),
+        ),
     };
+    metrics::request(route, started);
     Ok(response)
 }
 
-async fn receive_notification(state: &AppState, request: Request<Incoming>) -> Reply {
-    let request_id = notify::new_request_id();
+async fn receive_notification(
+    state: &AppState,
+    request: Request<Incoming>,
+    request_id: &str,
+) -> Reply {
     let declared_len = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        tracing::warn!(event = "notify.too_large", "body over the limit");
+        Reply::fail(
+            ReplyReason::TooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large",
+        )
+    };
     if declared_len.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        tracing::warn!(event = "notify.too_large", %request_id, "body over the limit");
-        return Reply::fail(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        return too_large();
     }
     let body = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
     let body = match tokio::time::timeout(state.body_timeout, body).await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            tracing::warn!(event = "notify.too_large", %request_id, "body over the limit");
-            return Reply::fail(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
-        }
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
         Ok(Err(error)) => {
-            tracing::warn!(event = "notify.body_error", %request_id, %error, "could not read body");
-            return Reply::fail(StatusCode::BAD_REQUEST, "could not read body");
+            tracing::warn!(event = "notify.body_error", %error, "could not read body");
+            return Reply::fail(
+                ReplyReason::BodyError,
+                StatusCode::BAD_REQUEST,
+                "could not read body",
+            );
         }
         Err(_) => {
-            tracing::warn!(event = "notify.body_timeout", %request_id, "body arrived too slowly");
-            return Reply::fail(StatusCode::REQUEST_TIMEOUT, "body timed out");
+            tracing::warn!(event = "notify.body_timeout", "body arrived too slowly");
+            return Reply::fail(
+                ReplyReason::BodyTimeout,
+                StatusCode::REQUEST_TIMEOUT,
+                "body timed out",
+            );
         }
     };
     notify::handle(
         &state.pay_svc,
         &state.auth,
         &body,
-        &request_id,
+        request_id,
         state.upstream_timeout,
     )
     .await

@@ -6,6 +6,7 @@
 
 mod config;
 mod http;
+mod metrics;
 mod notify;
 mod pay_client;
 

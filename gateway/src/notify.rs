@@ -16,13 +16,15 @@ use paynotify::{
     },
 };
 use tonic::metadata::MetadataValue;
-use tracing::Instrument as _;
 
-/// What the gateway answers WeChat.
+use crate::metrics::ReplyReason;
+
+/// What the gateway answers WeChat, and why (for the metrics).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: StatusCode,
     pub body: String,
+    pub reason: ReplyReason,
 }
 
 impl Reply {
@@ -30,18 +32,21 @@ impl Reply {
         Reply {
             status: StatusCode::OK,
             body: SUCCESS_ACK.to_owned(),
+            reason: ReplyReason::Acknowledged,
         }
     }
 
-    pub fn fail(status: StatusCode, reason: &str) -> Self {
+    pub fn fail(reason: ReplyReason, status: StatusCode, message: &str) -> Self {
         Reply {
             status,
-            body: fail_ack(reason),
+            body: fail_ack(message),
+            reason,
         }
     }
 }
 
-/// Parses the body, asks pay-svc for a verdict and maps it to WeChat's ack.
+/// Parses the body, asks pay-svc for a verdict and maps it to WeChat's ack. Runs inside the
+/// caller's `notify` span, whose `out_trade_no` it fills in once the body is parsed.
 pub async fn handle(
     pay_svc: &Replicas,
     auth: &AttachBearer,
@@ -53,15 +58,16 @@ pub async fn handle(
         Ok(fields) => fields,
         Err(error) => {
             tracing::warn!(event = "notify.unparseable", %error, "rejected notification body");
-            let status = match error {
-                XmlError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
+            let (reason, status) = match error {
+                XmlError::TooLarge { .. } => (ReplyReason::TooLarge, StatusCode::PAYLOAD_TOO_LARGE),
+                _ => (ReplyReason::Unparseable, StatusCode::BAD_REQUEST),
             };
-            return Reply::fail(status, &error.to_string());
+            return Reply::fail(reason, status, &error.to_string());
         }
     };
-    let out_trade_no = fields.get("out_trade_no").cloned().unwrap_or_default();
-    let span = tracing::info_span!("notify", %request_id, %out_trade_no);
+    if let Some(out_trade_no) = fields.get("out_trade_no") {
+        tracing::Span::current().record("out_trade_no", loggable(out_trade_no));
+    }
     let fields: HashMap<String, String> = fields.into_iter().collect();
     // ConfirmPayment is idempotent, so a replica that cannot be reached is skipped for the next.
     let confirm = pay_svc.call(|channel| {
@@ -75,32 +81,64 @@ pub async fn handle(
         let mut client = PayServiceClient::with_interceptor(channel, auth.clone());
         async move { client.confirm_payment(request).await }
     });
-    async move {
-        match tokio::time::timeout(upstream_timeout, confirm).await {
-            Ok(Ok(response)) => {
-                let verdict = response.into_inner();
-                tracing::info!(outcome = ?verdict.outcome(), acknowledge = verdict.acknowledge, reason = %verdict.reason, "notification handled");
-                if verdict.acknowledge {
-                    Reply::success()
-                } else {
-                    Reply::fail(StatusCode::OK, &verdict.reason)
-                }
-            }
-            Ok(Err(status)) => {
-                tracing::warn!(event = "notify.upstream_error", code = ?status.code(), message = %status.message(), "pay-svc gave no verdict");
-                Reply::fail(StatusCode::OK, "temporarily unable to process, retry later")
-            }
-            Err(_) => {
-                tracing::warn!(event = "notify.upstream_timeout", "pay-svc did not answer in time");
-                Reply::fail(StatusCode::OK, "timed out, retry later")
+    match tokio::time::timeout(upstream_timeout, confirm).await {
+        Ok(Ok(response)) => {
+            let verdict = response.into_inner();
+            tracing::info!(outcome = verdict.outcome().as_str_name(), acknowledge = verdict.acknowledge, reason = %verdict.reason, "notification handled");
+            if verdict.acknowledge {
+                Reply::success()
+            } else {
+                Reply::fail(ReplyReason::Rejected, StatusCode::OK, &verdict.reason)
             }
         }
+        Ok(Err(status)) => {
+            tracing::warn!(event = "notify.upstream_error", code = ?status.code(), message = %status.message(), "pay-svc gave no verdict");
+            Reply::fail(
+                ReplyReason::UpstreamError,
+                StatusCode::OK,
+                "temporarily unable to process, retry later",
+            )
+        }
+        Err(_) => {
+            tracing::warn!(
+                event = "notify.upstream_timeout",
+                "pay-svc did not answer in time"
+            );
+            Reply::fail(
+                ReplyReason::UpstreamTimeout,
+                StatusCode::OK,
+                "timed out, retry later",
+            )
+        }
     }
-    .instrument(span)
-    .await
+}
+
+/// Unverified input as it may appear in a log line: at most 32 characters (WeChat's limit
+/// for out_trade_no), cut at the first control character.
+fn loggable(value: &str) -> &str {
+    let end = value
+        .char_indices()
+        .take(33)
+        .find(|&(i, c)| c.is_control() || i >= 32)
+        .map_or(value.len(), |(i, _)| i);
+    &value[..end]
 }
 
 /// A short random id that follows one notification through every service's logs.
 pub fn new_request_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_ids_are_bounded_and_single_line() {
+        assert_eq!(loggable("A1"), "A1");
+        assert_eq!(loggable("A1\nforged"), "A1");
+        assert_eq!(loggable(&"9".repeat(40)), "9".repeat(32));
+        assert_eq!(loggable("订单"), "订单");
+        assert_eq!(new_request_id().len(), 16);
+    }
 }

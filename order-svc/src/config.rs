@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use paynotify::metrics::AdminAddr;
 use paynotify::runtime::LogFormat;
 use sea_orm::DbBackend;
 use secrecy::SecretString;
@@ -55,11 +56,16 @@ pub struct Args {
     #[arg(long, env = "GRPC_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set)]
     pub grpc_allow_unauthenticated: bool,
 
+    /// Admin HTTP address serving GET /metrics (Prometheus) and GET /healthz; `off` (or
+    /// empty) disables it.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
+    pub metrics_addr: AdminAddr,
+
     /// Optional TOML file with any of these settings (flags and environment win over it).
     #[arg(long, env = "CONFIG_FILE")]
     pub config: Option<PathBuf>,
 
-    /// Log line format.
+    /// Log line format: `text` for people, `json` for a log pipeline.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -89,6 +95,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `None`: no authentication (tests, or GRPC_ALLOW_UNAUTHENTICATED).
     pub grpc_auth_token: Option<SecretString>,
+    /// Where GET /metrics is served; off for tests unless they ask.
+    pub metrics_addr: AdminAddr,
 }
 
 impl Config {
@@ -111,6 +119,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(2),
             log_format: LogFormat::Text,
             grpc_auth_token: None,
+            metrics_addr: AdminAddr::OFF,
         })
     }
 
@@ -147,6 +156,7 @@ impl TryFrom<Args> for Config {
             },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             log_format: args.log_format,
+            metrics_addr: args.metrics_addr,
             grpc_auth_token: paynotify::auth::resolve_token(
                 args.grpc_auth_token.as_ref(),
                 args.grpc_auth_token_file.as_ref(),
@@ -184,7 +194,7 @@ mod tests {
     use clap::Parser;
 
     fn parse(args: &[&str]) -> anyhow::Result<Config> {
-        let mut argv = vec!["order-svc"];
+        let mut argv = vec!["order-svc", "--grpc-auth-token", "order-svc-test-token-0123"];
         argv.extend_from_slice(args);
         Config::try_from(Args::try_parse_from(argv)?)
     }

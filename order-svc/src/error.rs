@@ -69,10 +69,16 @@ impl From<OrderError> for tonic::Status {
             OrderError::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
             OrderError::NotFound { .. } => Status::not_found(err.to_string()),
             OrderError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
-            OrderError::AmountMismatch { .. }
-            | OrderError::TransactionReused { .. }
-            | OrderError::UnexpectedState { .. } => {
-                tracing::warn!(error = %err, "refused");
+            OrderError::AmountMismatch { .. } => {
+                tracing::warn!(event = "order.amount_mismatch", error = %err, "refused");
+                Status::failed_precondition(err.to_string())
+            }
+            OrderError::TransactionReused { .. } => {
+                tracing::warn!(event = "order.transaction_reused", error = %err, "refused");
+                Status::failed_precondition(err.to_string())
+            }
+            OrderError::UnexpectedState { .. } => {
+                tracing::warn!(event = "order.unexpected_state", error = %err, "refused");
                 Status::failed_precondition(err.to_string())
             }
             OrderError::Contended { .. } => {

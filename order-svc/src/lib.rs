@@ -17,6 +17,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use paynotify::auth::RequireBearer;
+use paynotify::metrics::{AdminServer, GrpcMetricsLayer};
 use paynotify::proto::order::v1::order_service_server::OrderServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -34,6 +35,7 @@ pub struct Server {
     db: DatabaseConnection,
     shutdown_grace: Duration,
     auth: RequireBearer,
+    admin: Option<AdminServer>,
 }
 
 /// Connects the database, migrates or verifies its schema, and binds the listener.
@@ -44,6 +46,11 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("binding ORDER_SVC_ADDR {}", config.listen_addr))?;
     let local_addr = listener.local_addr()?;
+    let admin = match config.metrics_addr.0 {
+        Some(addr) => Some(AdminServer::bind("METRICS_ADDR", addr).await?),
+        None => None,
+    };
+    crate::metrics::register();
     tracing::info!(
         %local_addr,
         database = %db::redact(&config.database_url),
@@ -56,6 +63,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         db,
         shutdown_grace: config.shutdown_grace,
         auth: RequireBearer::new(config.grpc_auth_token.as_ref()),
+        admin,
     })
 }
 
@@ -63,6 +71,11 @@ impl Server {
     /// Where the server listens (the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served, when METRICS_ADDR is not off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, lets in-flight calls finish
@@ -76,10 +89,17 @@ impl Server {
         health.set_serving::<OrderServiceServer<OrderApi>>().await;
         let probe = tokio::spawn(probe_database(self.db.clone(), health.clone()));
         let (drain_started, drain_started_rx) = oneshot::channel::<()>();
+        let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+        let admin = self.admin.map(|admin| {
+            tokio::spawn(admin.run_until(async move {
+                let _ = admin_stopped.await;
+            }))
+        });
         let draining = {
             let health = health.clone();
             async move {
                 shutdown.await;
+                let _ = admin_stop.send(());
                 probe.abort();
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
                 set_status(&health, ServingStatus::NotServing).await;
@@ -107,6 +127,7 @@ impl Server {
                     .unwrap_or("");
                 tracing::info_span!("grpc", path = %request.uri().path(), request_id)
             })
+            .layer(GrpcMetricsLayer::new(crate::metrics::GRPC_METHODS))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -119,6 +140,9 @@ impl Server {
                 Ok(())
             }
         };
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         if let Err(err) = self.db.close().await {
             tracing::warn!(error = %err, "closing the database pool");
         }

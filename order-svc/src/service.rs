@@ -2,6 +2,8 @@
 //! into a [`crate::domain`] type, calls the [`OrderStore`] once and maps the answer back;
 //! errors become statuses through the one `From<OrderError> for Status`.
 
+use std::time::Instant;
+
 use chrono::{NaiveDateTime, SecondsFormat};
 use paynotify::proto::order::v1 as pb;
 use pb::order_service_server::OrderService;
@@ -12,6 +14,8 @@ use crate::domain::{
     CloseOutcome, CloseRequest, NewOrder, OrderState, PaidOutcome, PaymentNotice, PendingQuery,
     check_id,
 };
+use crate::error::OrderError;
+use crate::metrics::{self, MarkPaidResult};
 use crate::store::OrderStore;
 
 /// The `OrderService` implementation.
@@ -48,7 +52,10 @@ impl OrderService for OrderApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().id))]
+    #[tracing::instrument(skip_all, fields(
+        order_id = %request.get_ref().id,
+        out_trade_no = %request.get_ref().id,
+    ))]
     async fn get_order(
         &self,
         request: Request<pb::GetOrderRequest>,
@@ -62,6 +69,7 @@ impl OrderService for OrderApi {
 
     #[tracing::instrument(skip_all, fields(
         order_id = %request.get_ref().order_id,
+        out_trade_no = %request.get_ref().order_id,
         transaction_id = %request.get_ref().transaction_id,
         amount_fen = request.get_ref().amount_fen,
     ))]
@@ -69,24 +77,23 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::MarkPaidRequest>,
     ) -> Result<Response<pb::MarkPaidResponse>, Status> {
-        let req = request.into_inner();
-        let notice = PaymentNotice::new(
-            &req.order_id,
-            &req.transaction_id,
-            req.amount_fen,
-            &req.time_end,
-        )?;
-        let result = self.store.mark_paid(&notice).await?;
-        let outcome = match result.outcome {
-            PaidOutcome::MarkedPaid => pb::MarkPaidOutcome::MarkedPaid,
-            PaidOutcome::AlreadyPaid => pb::MarkPaidOutcome::AlreadyPaid,
-            PaidOutcome::PaymentConflict => pb::MarkPaidOutcome::PaymentConflict,
+        let started = Instant::now();
+        let answer = OrderApi::mark_paid(self, request.into_inner()).await;
+        let result = match &answer {
+            Ok(response) => match response.outcome() {
+                pb::MarkPaidOutcome::MarkedPaid => MarkPaidResult::MarkedPaid,
+                pb::MarkPaidOutcome::AlreadyPaid => MarkPaidResult::AlreadyPaid,
+                pb::MarkPaidOutcome::PaymentConflict => MarkPaidResult::PaymentConflict,
+                pb::MarkPaidOutcome::Unspecified => MarkPaidResult::Error,
+            },
+            Err(OrderError::AmountMismatch { .. }) => MarkPaidResult::AmountMismatch,
+            Err(OrderError::TransactionReused { .. }) => MarkPaidResult::TransactionReused,
+            Err(OrderError::NotFound { .. }) => MarkPaidResult::NotFound,
+            Err(OrderError::InvalidArgument { .. }) => MarkPaidResult::Invalid,
+            Err(_) => MarkPaidResult::Error,
         };
-        Ok(Response::new(pb::MarkPaidResponse {
-            outcome: outcome.into(),
-            order: Some(order_to_pb(&result.order)),
-            detail: result.detail,
-        }))
+        metrics::mark_paid(result, started);
+        Ok(Response::new(answer?))
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
@@ -131,6 +138,31 @@ impl OrderService for OrderApi {
             outcome: outcome.into(),
             order: Some(order_to_pb(&result.order)),
         }))
+    }
+}
+
+impl OrderApi {
+    async fn mark_paid(
+        &self,
+        req: pb::MarkPaidRequest,
+    ) -> Result<pb::MarkPaidResponse, OrderError> {
+        let notice = PaymentNotice::new(
+            &req.order_id,
+            &req.transaction_id,
+            req.amount_fen,
+            &req.time_end,
+        )?;
+        let result = self.store.mark_paid(&notice).await?;
+        let outcome = match result.outcome {
+            PaidOutcome::MarkedPaid => pb::MarkPaidOutcome::MarkedPaid,
+            PaidOutcome::AlreadyPaid => pb::MarkPaidOutcome::AlreadyPaid,
+            PaidOutcome::PaymentConflict => pb::MarkPaidOutcome::PaymentConflict,
+        };
+        Ok(pb::MarkPaidResponse {
+            outcome: outcome.into(),
+            order: Some(order_to_pb(&result.order)),
+            detail: result.detail,
+        })
     }
 }
 

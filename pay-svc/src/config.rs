@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use paynotify::{
+    metrics::AdminAddr,
     runtime::LogFormat,
     wxpay::{
         client::{ClientConfig, RetryPolicy},
@@ -73,6 +74,14 @@ pub struct Config {
     /// Reads the APIv2 key from this file instead (a trailing newline is dropped).
     #[arg(long, env = "WXPAY_API_KEY_FILE")]
     pub wxpay_api_key_file: Option<PathBuf>,
+    /// The key being rotated out: notifications and orderquery replies signed with it are
+    /// still accepted (nothing is signed with it). Remove it once
+    /// paysvc_previous_key_accepted_total stops growing (docs/OPERATIONS.md).
+    #[arg(long, env = "WXPAY_API_KEY_PREVIOUS", hide_env_values = true, value_parser = parse_secret)]
+    pub wxpay_api_key_previous: Option<SecretString>,
+    /// Reads WXPAY_API_KEY_PREVIOUS from this file instead.
+    #[arg(long, env = "WXPAY_API_KEY_PREVIOUS_FILE")]
+    pub wxpay_api_key_previous_file: Option<PathBuf>,
     #[arg(
         long,
         env = "WXPAY_API_BASE",
@@ -139,8 +148,19 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
 
+    /// Admin HTTP address serving GET /metrics (Prometheus) and GET /healthz; `off` (or
+    /// empty) disables it.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9101")]
+    pub metrics_addr: AdminAddr,
+
+    /// Log line format: `text` for people, `json` for a log pipeline.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// A TOML file with any of these settings (keys as the flags or the environment
+    /// variables); the environment and flags win over it.
+    #[arg(long, env = "CONFIG_FILE")]
+    pub config: Option<PathBuf>,
 }
 
 fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -194,6 +214,11 @@ impl Config {
         )? {
             self.wxpay_api_key = key;
         }
+        self.wxpay_api_key_previous = paynotify::config::secret_from_file(
+            "WXPAY_API_KEY_PREVIOUS_FILE",
+            self.wxpay_api_key_previous_file.as_ref(),
+            self.wxpay_api_key_previous.take(),
+        )?;
         self.grpc_auth_token = paynotify::auth::resolve_token(
             self.grpc_auth_token.as_ref(),
             self.grpc_auth_token_file.as_ref(),
@@ -226,16 +251,15 @@ impl Config {
         {
             return Err(invalid("WXPAY_MCH_ID", "must be 1 to 32 digits"));
         }
-        let key = self.wxpay_api_key.expose_secret();
-        if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            // The length is safe to say; the key is not.
-            return Err(invalid(
-                "WXPAY_API_KEY",
-                format!(
-                    "must be 32 ASCII letters and digits (got {} characters)",
-                    key.chars().count()
-                ),
-            ));
+        api_key("WXPAY_API_KEY", &self.wxpay_api_key)?;
+        if let Some(previous) = &self.wxpay_api_key_previous {
+            api_key("WXPAY_API_KEY_PREVIOUS", previous)?;
+            if previous.expose_secret() == self.wxpay_api_key.expose_secret() {
+                return Err(invalid(
+                    "WXPAY_API_KEY_PREVIOUS",
+                    "is the same as WXPAY_API_KEY; set it to the key being replaced, or unset it",
+                ));
+            }
         }
         http_url("WXPAY_API_BASE", &self.wxpay_api_base)?;
         if let Some(backup) = &self.wxpay_api_backup_base {
@@ -316,6 +340,21 @@ impl Config {
             max_backoff: Duration::from_millis(800),
         }
     }
+}
+
+/// An APIv2 key's shape. The length is safe to say; the key is not.
+fn api_key(setting: &'static str, key: &SecretString) -> Result<(), ConfigError> {
+    let key = key.expose_secret();
+    if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(invalid(
+            setting,
+            format!(
+                "must be 32 ASCII letters and digits (got {} characters)",
+                key.chars().count()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn positive(setting: &'static str, value: u64) -> Result<(), ConfigError> {

@@ -5,14 +5,16 @@
 
 use paynotify::{
     proto::{order::v1::MarkPaidOutcome, pay::v1::NotifyOutcome},
-    wxpay::client::{OrderQuery, OrderRef, WechatClient},
+    wxpay::client::{OrderQuery, OrderRef},
 };
 
 use crate::{
     claim::{PaymentClaim, check_against_order, check_against_query},
     error::PayError,
+    metrics::QuerySource,
     orders::{MarkPaid, Orders},
     verdict::Verdict,
+    wechat::Wechat,
 };
 
 /// WeChat's record of the claimed payment: still to be fetched, or already at hand.
@@ -24,7 +26,7 @@ pub enum Evidence<'a> {
 #[derive(Clone, Debug)]
 pub struct Confirmer {
     pub orders: Orders,
-    pub wechat: WechatClient,
+    pub wechat: Wechat,
 }
 
 impl Confirmer {
@@ -52,7 +54,11 @@ impl Confirmer {
             Evidence::Queried(query) => query,
             Evidence::QueryWechat => {
                 let order_ref = OrderRef::OutTradeNo(claim.out_trade_no.clone());
-                match self.wechat.order_query(&order_ref).await {
+                match self
+                    .wechat
+                    .order_query(&order_ref, QuerySource::Notification)
+                    .await
+                {
                     Ok(query) => {
                         fetched = query;
                         &fetched

@@ -15,6 +15,7 @@ pub mod claim;
 pub mod config;
 pub mod confirm;
 pub mod error;
+pub mod metrics;
 pub mod notification;
 pub mod orders;
 pub mod reconcile;
@@ -22,6 +23,7 @@ pub mod request_id;
 pub mod server;
 pub mod service;
 pub mod verdict;
+pub mod wechat;
 
 pub use config::{Config, ConfigError};
 pub use error::PayError;

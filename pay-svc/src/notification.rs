@@ -31,6 +31,17 @@ pub enum Screening {
 }
 
 pub fn screen(fields: &Fields, merchant: &Merchant) -> Screening {
+    screen_with_previous_key(fields, merchant, None)
+}
+
+/// [`screen`], also accepting a signature made with `previous_key` (the key being rotated
+/// out, `WXPAY_API_KEY_PREVIOUS`): WeChat may still deliver notifications signed before the
+/// switch.
+pub fn screen_with_previous_key(
+    fields: &Fields,
+    merchant: &Merchant,
+    previous_key: Option<&SecretString>,
+) -> Screening {
     let get = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
     let decided = |outcome, reason: String| Screening::Decided(Verdict::new(outcome, reason));
 
@@ -49,7 +60,22 @@ pub fn screen(fields: &Fields, merchant: &Merchant) -> Screening {
     if get("mch_id") != merchant.mch_id {
         return decided(NotifyOutcome::WrongMerchant, "mch_id is not ours".into());
     }
-    match sign::verify(fields, merchant.api_key.expose_secret()) {
+    let verified = match sign::verify(fields, merchant.api_key.expose_secret()) {
+        Ok(used) => Ok(used),
+        // The current key's error is the one reported: it says what is expected now.
+        Err(error) => match previous_key.map(|key| sign::verify(fields, key.expose_secret())) {
+            Some(Ok(used)) => {
+                tracing::info!(
+                    event = "notify.previous_key_used",
+                    "notification verified with WXPAY_API_KEY_PREVIOUS"
+                );
+                crate::metrics::previous_key_accepted(false);
+                Ok(used)
+            }
+            _ => Err(error),
+        },
+    };
+    match verified {
         Ok(used) => {
             if SignType::declared_by(fields).is_ok_and(|declared| declared != used) {
                 // Seen in the wild (SPEC §2.3); authentic, but worth knowing about.
@@ -186,6 +212,33 @@ mod tests {
             outcome(&notification(&[("mch_id", "1900000109")])),
             NotifyOutcome::WrongMerchant
         );
+    }
+
+    #[test]
+    fn the_previous_key_is_accepted_only_when_configured() {
+        const OLD: &str = "0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0l";
+        let mut old_signed = notification(&[]);
+        sign_fields(&mut old_signed, OLD, SignType::Md5);
+        assert_eq!(outcome(&old_signed), NotifyOutcome::BadSignature);
+
+        let previous = SecretString::from(OLD);
+        let rotating = |fields: &Fields| match screen_with_previous_key(
+            fields,
+            &merchant(),
+            Some(&previous),
+        ) {
+            Screening::Decided(verdict) => verdict.outcome,
+            Screening::Claim(_) => NotifyOutcome::Unspecified,
+        };
+        assert_eq!(rotating(&old_signed), NotifyOutcome::Unspecified);
+        assert_eq!(rotating(&notification(&[])), NotifyOutcome::Unspecified);
+        let mut other = notification(&[]);
+        sign_fields(
+            &mut other,
+            "another-key-another-key-another-k",
+            SignType::Md5,
+        );
+        assert_eq!(rotating(&other), NotifyOutcome::BadSignature);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! Several replicas may run this at once: MarkPaid and CloseOrder are idempotent, so the worst
 //! case is a duplicate orderquery. The task stops when the server shuts down.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use paynotify::{
     proto::pay::v1::NotifyOutcome,
@@ -20,6 +20,7 @@ use crate::{
     claim::PaymentClaim,
     confirm::{Confirmer, Evidence},
     error::{PayError, chain},
+    metrics::{self, Found, QuerySource},
     verdict::{Source, Verdict},
 };
 
@@ -87,10 +88,18 @@ pub async fn run_once(
     settings: &ReconcileSettings,
     cancel: &CancellationToken,
 ) -> Result<RunSummary, PayError> {
-    let pending = confirmer
+    let started = Instant::now();
+    let pending = match confirmer
         .orders
         .list_pending(settings.min_age, settings.max_age, settings.batch)
-        .await?;
+        .await
+    {
+        Ok(pending) => pending,
+        Err(err) => {
+            metrics::reconcile_run(None, started);
+            return Err(err);
+        }
+    };
     let mut summary = RunSummary {
         pending: pending.len(),
         ..RunSummary::default()
@@ -102,26 +111,43 @@ pub async fn run_once(
             () = cancel.cancelled() => break,
             _ = pace.tick() => {}
         }
-        match reconcile_order(confirmer, &order.id).await {
+        let found = match reconcile_order(confirmer, &order.id).await {
             Ok(Action::Decided(verdict)) if verdict.outcome == NotifyOutcome::Paid => {
-                summary.paid += 1
+                summary.paid += 1;
+                Found::Paid
             }
-            Ok(Action::Decided(_)) => summary.other_verdicts += 1,
-            Ok(Action::Closed) => summary.closed += 1,
-            Ok(Action::Left) => summary.left += 1,
+            Ok(Action::Decided(_)) => {
+                summary.other_verdicts += 1;
+                Found::OtherVerdict
+            }
+            Ok(Action::Closed) => {
+                summary.closed += 1;
+                Found::Closed
+            }
+            Ok(Action::Left) => {
+                summary.left += 1;
+                Found::Left
+            }
             Err(err) => {
                 summary.failed += 1;
                 tracing::warn!(out_trade_no = %order.id, error = %chain(&err), "reconciling an order failed");
+                Found::Failed
             }
-        }
+        };
+        metrics::reconciled(found);
     }
+    metrics::reconcile_run(Some(summary.pending), started);
     Ok(summary)
 }
 
 #[tracing::instrument(skip(confirmer), level = "debug")]
 async fn reconcile_order(confirmer: &Confirmer, out_trade_no: &str) -> Result<Action, PayError> {
     let order_ref = OrderRef::OutTradeNo(out_trade_no.to_owned());
-    let query = match confirmer.wechat.order_query(&order_ref).await {
+    let query = match confirmer
+        .wechat
+        .order_query(&order_ref, QuerySource::Reconciliation)
+        .await
+    {
         Ok(query) => query,
         // Never submitted to WeChat (no unifiedorder yet): nothing to reconcile.
         Err(err) if err.err_code() == Some("ORDERNOTEXIST") => {

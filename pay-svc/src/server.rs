@@ -7,7 +7,9 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use paynotify::{
-    auth::RequireBearer, proto::pay::v1::pay_service_server::PayServiceServer,
+    auth::RequireBearer,
+    metrics::{AdminServer, GrpcMetricsLayer},
+    proto::pay::v1::pay_service_server::PayServiceServer,
     wxpay::client::WechatClient,
 };
 use tokio::net::TcpListener;
@@ -22,6 +24,7 @@ use crate::{
     orders::Orders,
     reconcile::{self, ReconcileSettings},
     service::PayGrpc,
+    wechat::Wechat,
 };
 
 /// A bound, not yet serving pay-svc.
@@ -32,6 +35,7 @@ pub struct Server {
     auth: RequireBearer,
     reconcile: Option<ReconcileSettings>,
     shutdown_grace: Duration,
+    admin: Option<AdminServer>,
 }
 
 /// Validates `config`, builds the clients and binds the listener.
@@ -39,6 +43,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
     let config = config.resolve_secrets()?;
     config.validate()?;
     let wechat = WechatClient::new(config.wechat_client_config())
+        .and_then(|client| Wechat::new(client, config.wxpay_api_key_previous.clone()))
         .context("building the WeChat Pay client")?;
     let orders = Orders::connect_lazy(
         &config.order_svc_url,
@@ -52,6 +57,11 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("binding PAY_SVC_ADDR {}", config.addr))?;
     let local_addr = listener.local_addr()?;
+    let admin = match config.metrics_addr.0 {
+        Some(addr) => Some(AdminServer::bind("METRICS_ADDR", addr).await?),
+        None => None,
+    };
+    crate::metrics::register();
     let reconcile = (config.reconcile_interval_secs > 0).then(|| ReconcileSettings {
         interval: Duration::from_secs(config.reconcile_interval_secs),
         min_age: Duration::from_secs(config.reconcile_min_age_secs),
@@ -66,6 +76,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
             mch_id: config.wxpay_mch_id.clone(),
             api_key: config.wxpay_api_key.clone(),
         },
+        previous_api_key: config.wxpay_api_key_previous.clone(),
         confirmer: Confirmer { orders, wechat },
         notify_url: config.wxpay_notify_url.clone(),
     };
@@ -76,6 +87,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         auth: RequireBearer::new(config.grpc_auth_token.as_ref()),
         reconcile,
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        admin,
     })
 }
 
@@ -83,6 +95,11 @@ impl Server {
     /// The address actually bound (the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served, when METRICS_ADDR is not off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops reconciliation,
@@ -103,6 +120,11 @@ impl Server {
                 settings,
                 cancel.child_token(),
             ))
+        });
+
+        let admin = self.admin.map(|admin| {
+            let stopped = cancel.clone();
+            tokio::spawn(admin.run_until(async move { stopped.cancelled().await }))
         });
 
         let draining = {
@@ -139,6 +161,7 @@ impl Server {
                     .unwrap_or("");
                 tracing::info_span!("grpc", method = %request.uri().path(), request_id)
             })
+            .layer(GrpcMetricsLayer::new(crate::metrics::GRPC_METHODS))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -157,6 +180,9 @@ impl Server {
             }
         };
         cancel.cancel();
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         if let Some(task) = reconciler
             && let Err(err) = task.await
         {

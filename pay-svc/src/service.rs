@@ -15,18 +15,21 @@ use paynotify::{
     },
     wxpay::{
         Fields,
-        client::{OrderQuery, OrderRef, TradeType, UnifiedOrderRequest, WechatClient},
+        client::{OrderQuery, OrderRef, TradeType, UnifiedOrderRequest},
     },
 };
+use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
 use crate::{
     confirm::{Confirmer, Evidence},
     error::PayError,
+    metrics::{self, QuerySource},
     notification::{self, Merchant, Screening},
     orders::Orders,
     request_id,
     verdict::Source,
+    wechat::Wechat,
 };
 
 /// WeChat's out_trade_no: at most 32 of `[0-9A-Za-z_-|*@]`.
@@ -37,6 +40,8 @@ const MAX_BODY_CHARS: usize = 128;
 #[derive(Clone, Debug)]
 pub struct PayGrpc {
     pub merchant: Merchant,
+    /// `WXPAY_API_KEY_PREVIOUS`, while the key is being rotated.
+    pub previous_api_key: Option<SecretString>,
     pub confirmer: Confirmer,
     pub notify_url: String,
 }
@@ -46,7 +51,7 @@ impl PayGrpc {
         &self.confirmer.orders
     }
 
-    fn wechat(&self) -> &WechatClient {
+    fn wechat(&self) -> &Wechat {
         &self.confirmer.wechat
     }
 
@@ -89,6 +94,7 @@ impl PayGrpc {
         // The price is the order's, from order-svc: never the caller's.
         let unified = self
             .wechat()
+            .client()
             .unified_order(&UnifiedOrderRequest {
                 out_trade_no: id.clone(),
                 body,
@@ -128,7 +134,10 @@ impl PayGrpc {
                 "out_trade_no or transaction_id is required".into(),
             ));
         };
-        let query = self.wechat().order_query(&order_ref).await?;
+        let query = self
+            .wechat()
+            .order_query(&order_ref, QuerySource::Api)
+            .await?;
         Ok(query_response(query))
     }
 }
@@ -159,13 +168,25 @@ impl PayService for PayGrpc {
         let out_trade_no = field(&fields, "out_trade_no").to_owned();
         let transaction_id = field(&fields, "transaction_id").to_owned();
         let fields: Fields = fields.into_iter().collect();
-        let verdict = match notification::screen(&fields, &self.merchant) {
+        let screening = notification::screen_with_previous_key(
+            &fields,
+            &self.merchant,
+            self.previous_api_key.as_ref(),
+        );
+        let verdict = match screening {
             Screening::Decided(verdict) => verdict,
             Screening::Claim(claim) => {
                 let confirming = self.confirmer.confirm(&claim, Evidence::QueryWechat);
-                request_id::scope(id, confirming).await?
+                match request_id::scope(id, confirming).await {
+                    Ok(verdict) => verdict,
+                    Err(err) => {
+                        metrics::notification(None);
+                        return Err(err.into());
+                    }
+                }
             }
         };
+        metrics::notification(Some(verdict.outcome));
         verdict.log(
             Source::Notification,
             loggable(&out_trade_no),

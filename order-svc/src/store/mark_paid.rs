@@ -188,7 +188,14 @@ async fn record_conflict(
         ),
     };
     if first_report {
-        tracing::warn!(kind = kind.as_str(), "payment conflict recorded");
+        tracing::warn!(
+            event = "order.payment_anomaly",
+            kind = kind.as_str(),
+            transaction_id = %notice.transaction_id,
+            amount_fen = notice.amount_fen,
+            "payment conflict recorded for refund"
+        );
+        crate::metrics::anomaly(matches!(kind, pay_anomaly::Kind::PaidAfterClose));
     }
     Ok(MarkPaidResult {
         outcome: PaidOutcome::PaymentConflict,

@@ -148,6 +148,7 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         wxpay_timeout_ms: 2000,
         wxpay_retry_backoff_ms: 20,
         grpc_auth_token: Some(SecretString::from(TOKEN)),
+        metrics_addr: paynotify::metrics::AdminAddr::any_local_port(),
         ..pay_svc::Config::default()
     };
     tweak(&mut config);

@@ -1,0 +1,11 @@
+#![allow(clippy::unwrap_used)]
+//! Operability tests, in their own binary: the log test installs this process's global
+//! `tracing` subscriber, and the metrics test reads the process-wide registry, so neither may
+//! share a process with unrelated traffic. Tests that send notifications run one at a time
+//! ([`support::serial`]).
+//!
+//! - `metrics`: after a known sequence of notifications the gateway's `/metrics` and the
+//!   admin ports of pay-svc and order-svc show the expected counts.
+
+mod metrics;
+mod support;

@@ -1,0 +1,115 @@
+//! order-svc's metrics (names and meanings in docs/OPERATIONS.md): MarkPaid outcomes and
+//! latency, and payment anomalies recorded. Handles are registered once, after the
+//! process-wide recorder is installed; the request path only touches atomics.
+
+use std::{sync::LazyLock, time::Instant};
+
+use metrics::{Counter, Histogram, Unit};
+use paynotify::metrics::seconds_since;
+
+/// The gRPC methods timed by the shared layer.
+pub const GRPC_METHODS: &[&str] = &[
+    "/order.v1.OrderService/CreateOrder",
+    "/order.v1.OrderService/GetOrder",
+    "/order.v1.OrderService/MarkPaid",
+    "/order.v1.OrderService/ListOrderLogs",
+    "/order.v1.OrderService/ListPendingOrders",
+    "/order.v1.OrderService/CloseOrder",
+    "/grpc.health.v1.Health/Check",
+];
+
+/// What one MarkPaid call came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkPaidResult {
+    MarkedPaid,
+    AlreadyPaid,
+    PaymentConflict,
+    /// FAILED_PRECONDITION: the amount is not the order's pay_money.
+    AmountMismatch,
+    /// FAILED_PRECONDITION: the transaction already paid another order.
+    TransactionReused,
+    NotFound,
+    Invalid,
+    /// Contention, an unexpected order state, the database.
+    Error,
+}
+
+impl MarkPaidResult {
+    const ALL: [MarkPaidResult; 8] = [
+        MarkPaidResult::MarkedPaid,
+        MarkPaidResult::AlreadyPaid,
+        MarkPaidResult::PaymentConflict,
+        MarkPaidResult::AmountMismatch,
+        MarkPaidResult::TransactionReused,
+        MarkPaidResult::NotFound,
+        MarkPaidResult::Invalid,
+        MarkPaidResult::Error,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            MarkPaidResult::MarkedPaid => "marked_paid",
+            MarkPaidResult::AlreadyPaid => "already_paid",
+            MarkPaidResult::PaymentConflict => "payment_conflict",
+            MarkPaidResult::AmountMismatch => "amount_mismatch",
+            MarkPaidResult::TransactionReused => "transaction_reused",
+            MarkPaidResult::NotFound => "not_found",
+            MarkPaidResult::Invalid => "invalid",
+            MarkPaidResult::Error => "error",
+        }
+    }
+}
+
+struct Metrics {
+    mark_paid: [Counter; MarkPaidResult::ALL.len()],
+    mark_paid_seconds: [Histogram; MarkPaidResult::ALL.len()],
+    /// `paid_by_other_transaction`, `paid_after_close`.
+    anomalies: [Counter; 2],
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    paynotify::metrics::init();
+    metrics::describe_counter!("ordersvc_mark_paid_total", "MarkPaid calls, by outcome");
+    metrics::describe_histogram!(
+        "ordersvc_mark_paid_duration_seconds",
+        Unit::Seconds,
+        "MarkPaid latency (validation and the database transaction), by outcome"
+    );
+    metrics::describe_counter!(
+        "ordersvc_payment_anomalies_total",
+        "Payments that could not be applied and were recorded in pay_anomaly for a refund"
+    );
+    Metrics {
+        mark_paid: MarkPaidResult::ALL
+            .map(|r| metrics::counter!("ordersvc_mark_paid_total", "outcome" => r.as_str())),
+        mark_paid_seconds: MarkPaidResult::ALL.map(
+            |r| metrics::histogram!("ordersvc_mark_paid_duration_seconds", "outcome" => r.as_str()),
+        ),
+        anomalies: [
+            metrics::counter!(
+                "ordersvc_payment_anomalies_total",
+                "kind" => "paid_by_other_transaction"
+            ),
+            metrics::counter!("ordersvc_payment_anomalies_total", "kind" => "paid_after_close"),
+        ],
+    }
+});
+
+/// Registers every series at start, so they read 0 rather than being absent until first use.
+pub fn register() {
+    LazyLock::force(&METRICS);
+}
+
+pub fn mark_paid(result: MarkPaidResult, started: Instant) {
+    let index = MarkPaidResult::ALL
+        .iter()
+        .position(|r| *r == result)
+        .unwrap_or(0);
+    METRICS.mark_paid[index].increment(1);
+    METRICS.mark_paid_seconds[index].record(seconds_since(started));
+}
+
+/// A payment anomaly recorded for the first time.
+pub fn anomaly(paid_after_close: bool) {
+    METRICS.anomalies[usize::from(paid_after_close)].increment(1);
+}
