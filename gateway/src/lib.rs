@@ -10,5 +10,5 @@ mod metrics;
 mod notify;
 mod pay_client;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use http::{Server, bind, serve_on};

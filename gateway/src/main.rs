@@ -1,8 +1,19 @@
-use clap::Parser;
+//! The gateway binary: settings (defaults → `--config` TOML → environment → flags), checked
+//! before anything starts, then telemetry, then serving until Ctrl-C/SIGTERM.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = gateway::Config::parse();
+    let config: gateway::Config = paynotify::config::load();
+    let config = match config
+        .resolve_secrets()
+        .and_then(|c| c.validate().map(|()| c))
+    {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(2);
+        }
+    };
     paynotify::runtime::init_telemetry(config.log_format);
     let server = gateway::bind(config).await?;
     server

@@ -194,7 +194,11 @@ mod tests {
     use clap::Parser;
 
     fn parse(args: &[&str]) -> anyhow::Result<Config> {
-        let mut argv = vec!["order-svc", "--grpc-auth-token", "order-svc-test-token-0123"];
+        let mut argv = vec![
+            "order-svc",
+            "--grpc-auth-token",
+            "order-svc-test-token-0123",
+        ];
         argv.extend_from_slice(args);
         Config::try_from(Args::try_parse_from(argv)?)
     }

@@ -1,9 +1,15 @@
-//! The order-svc binary: configuration from flags and environment, then the server until
-//! Ctrl-C or SIGTERM.
+//! The order-svc binary: settings (defaults → `--config` TOML → environment → flags),
+//! checked before anything starts, then the server until Ctrl-C or SIGTERM.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = order_svc::Config::load()?;
+    let config = match order_svc::Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(2);
+        }
+    };
     paynotify::runtime::init_telemetry(config.log_format);
     let server = order_svc::bind(config).await?;
     server

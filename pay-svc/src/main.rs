@@ -1,9 +1,20 @@
-//! pay-svc's binary: settings (defaults → `--config` TOML → environment → flags), telemetry,
-//! then serve until Ctrl-C/SIGTERM.
+//! pay-svc's binary: settings (defaults → `--config` TOML → environment → flags), checked
+//! before anything starts, then telemetry, then serve until Ctrl-C/SIGTERM.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: pay_svc::Config = paynotify::config::load();
+    let checked = config.resolve_secrets().and_then(|config| {
+        config.validate()?;
+        Ok(config)
+    });
+    let config = match checked {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(2);
+        }
+    };
     paynotify::runtime::init_telemetry(config.log_format);
     let server = pay_svc::bind(config).await?;
     server

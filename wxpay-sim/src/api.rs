@@ -100,7 +100,8 @@ impl From<StoreError> for ApiError {
             StoreError::Paid(_) => ApiError::OrderPaid,
             StoreError::Closed(_) => ApiError::OrderClosed,
             StoreError::Exists(_) | StoreError::OutTradeNoUsed(_) => ApiError::OutTradeNoUsed,
-            StoreError::NotPaid { .. } => ApiError::SystemError,
+            // Control-API conditions; WeChat's APIs never meet them.
+            StoreError::NotPaid { .. } | StoreError::TransactionIdUsed(_) => ApiError::SystemError,
         }
     }
 }

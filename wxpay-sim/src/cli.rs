@@ -2,11 +2,14 @@
 //! `serve` (the default), control-API commands against a running simulator (`pay`,
 //! `attempts`, `replay`, `stats`), and `notify`, which fires a correctly signed notification
 //! at any URL and says whether WeChat would count the reply as SUCCESS.
+//!
+//! [`load`] reads the command line with the shared layering (defaults → `--config` TOML →
+//! environment → flags) for the server; the client commands take flags and environment only.
 
-use std::{io::Write, process::ExitCode, time::Duration};
+use std::{ffi::OsString, io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use paynotify::wxpay::sign::SignType;
 
 use crate::{
@@ -19,11 +22,29 @@ use crate::{
 
 pub const DEFAULT_SIM_URL: &str = "http://127.0.0.1:9020";
 
+/// Shown under `wxpay-sim --help`: the developer CLI at a glance.
+const EXAMPLES: &str = "\
+Developer CLI (against a running simulator, --sim-url / SIM_URL, default http://127.0.0.1:9020):
+  wxpay-sim pay <out_trade_no> [--no-notify] [--transaction-id ID]
+                                    the buyer pays; WeChat starts notifying the notify_url
+  wxpay-sim attempts <out_trade_no> every notification attempt: time, HTTP status, SUCCESS/FAIL
+  wxpay-sim replay <out_trade_no> [--schedule]
+                                    deliver the notification again now (or restart the schedule)
+  wxpay-sim stats                   the simulator's counters as JSON
+  wxpay-sim notify --url URL --out-trade-no NO --total-fee FEN [--sign-type hmac-sha256]
+                                    POST a signed notification to any URL and judge the reply
+                                    (exit 0: WeChat would stop retrying; 1: it would retry)
+
+Settings: flags, environment, or a TOML file (--config FILE or CONFIG_FILE) whose keys are the
+flags or the environment variables, e.g. `time_scale = 0.001`; see docs/config/wxpay-sim.toml.
+Each command has its own --help.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wxpay-sim",
     version,
     about = "A local stand-in for WeChat Pay API v2 and its payment notifications",
+    after_help = EXAMPLES,
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -32,6 +53,49 @@ pub struct Cli {
     /// Server settings when no subcommand is given (same as `serve`).
     #[command(flatten)]
     pub serve: Config,
+    /// A TOML file with any of the server's settings (keys as the flags or the environment
+    /// variables); the environment and flags win over it.
+    #[arg(long, env = "CONFIG_FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The process's command line. For the server (no subcommand, or `serve`), a TOML file from
+/// `--config`/`CONFIG_FILE` goes under the environment and flags; a bad setting prints one
+/// line and exits with status 2. The client commands ignore the file.
+pub fn load() -> Cli {
+    match load_from(std::env::args_os().collect(), |name| {
+        std::env::var_os(name).is_some()
+    }) {
+        Ok(cli) => cli,
+        Err(paynotify::config::ConfigError::Clap(error)) => error.exit(),
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// [`load`] over explicit arguments.
+pub fn load_from(
+    mut args: Vec<OsString>,
+    env_is_set: impl Fn(&str) -> bool,
+) -> Result<Cli, paynotify::config::ConfigError> {
+    let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
+    let command = Cli::command();
+    let is_client_command = first.as_deref().is_some_and(|first| {
+        first == "help"
+            || command
+                .get_subcommands()
+                .any(|sub| sub.get_name() == first && first != "serve")
+    });
+    if is_client_command {
+        return Ok(Cli::try_parse_from(args)?);
+    }
+    // `serve` is the default: without it the file's settings land where the server's are.
+    if first.as_deref() == Some("serve") {
+        args.remove(1);
+    }
+    paynotify::config::load_from::<Cli, _>(args, env_is_set)
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +139,10 @@ pub enum Tool {
         /// Mark it paid without notifying (to test orderquery-only paths).
         #[arg(long)]
         no_notify: bool,
+        /// Use this transaction_id (up to 32 letters and digits) instead of a fresh one, e.g.
+        /// to match a notification signed by hand.
+        #[arg(long)]
+        transaction_id: Option<String>,
         #[command(flatten)]
         sim: SimUrl,
     },
@@ -153,10 +221,11 @@ impl Tool {
             Tool::Pay {
                 out_trade_no,
                 no_notify,
+                transaction_id,
                 sim,
             } => {
                 let paid = SimClient::new(sim.sim_url)
-                    .pay(&out_trade_no, !no_notify)
+                    .pay_as(&out_trade_no, !no_notify, transaction_id.as_deref())
                     .await
                     .with_context(|| format!("paying {out_trade_no}"))?;
                 writeln!(
@@ -247,7 +316,8 @@ fn print_replay(out: &mut impl Write, result: &ReplayResult) -> std::io::Result<
 }
 
 /// `wxpay-sim notify`: what WeChat would send, and what it would make of the reply.
-async fn notify(args: NotifyArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
+async fn notify(mut args: NotifyArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    args.merchant.resolve_key_file()?;
     let mut notification = Notification::paid(
         &args.merchant.appid,
         &args.merchant.mch_id,
@@ -333,6 +403,7 @@ mod tests {
                 out_trade_no,
                 no_notify,
                 sim,
+                ..
             }) => {
                 assert_eq!(out_trade_no, "A1");
                 assert!(no_notify);
@@ -363,5 +434,53 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["wxpay-sim", "notify", "--url", "x"]).is_err());
         assert!(Cli::try_parse_from(["wxpay-sim", "--time-scale", "1", "pay", "A1"]).is_err());
+    }
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_config_file_applies_to_the_server_only() {
+        let path = std::env::temp_dir().join(format!("wxpay-sim-{}.toml", std::process::id()));
+        std::fs::write(&path, "time_scale = 0.01\nSIM_SEED = 7\n").unwrap();
+        let file = path.to_str().unwrap();
+        for argv in [
+            &["wxpay-sim", "--config", file][..],
+            &["wxpay-sim", "serve", "--config", file][..],
+        ] {
+            match load_from(args(argv), |_| false).unwrap().action() {
+                Action::Serve(config) => {
+                    assert_eq!(config.time_scale, 0.01);
+                    assert_eq!(config.seed, Some(7));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A flag beats the file.
+        match load_from(
+            args(&["wxpay-sim", "--config", file, "--time-scale", "2"]),
+            |_| false,
+        )
+        .unwrap()
+        .action()
+        {
+            Action::Serve(config) => assert_eq!(config.time_scale, 2.0),
+            other => panic!("{other:?}"),
+        }
+        // Client commands parse as they are.
+        assert!(matches!(
+            load_from(
+                args(&["wxpay-sim", "pay", "A1", "--transaction-id", "42"]),
+                |_| false
+            )
+            .unwrap()
+            .action(),
+            Action::Tool(Tool::Pay { .. })
+        ));
+        std::fs::write(&path, "nonsense = 1\n").unwrap();
+        let error = load_from(args(&["wxpay-sim", "--config", file]), |_| false).unwrap_err();
+        assert!(error.to_string().contains("`nonsense`"), "{error}");
+        std::fs::remove_file(&path).unwrap();
     }
 }

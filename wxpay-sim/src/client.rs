@@ -68,9 +68,20 @@ impl SimClient {
     /// `POST /sim/pay`: the user pays a NOTPAY order; with `notify`, WeChat starts
     /// delivering the payment notification.
     pub async fn pay(&self, out_trade_no: &str, notify: bool) -> Result<PayResult, ClientError> {
+        self.pay_as(out_trade_no, notify, None).await
+    }
+
+    /// [`SimClient::pay`] with the transaction_id chosen by the caller.
+    pub async fn pay_as(
+        &self,
+        out_trade_no: &str,
+        notify: bool,
+        transaction_id: Option<&str>,
+    ) -> Result<PayResult, ClientError> {
         let request = PayRequest {
             out_trade_no: out_trade_no.into(),
             notify,
+            transaction_id: transaction_id.map(str::to_owned),
         };
         self.call(Method::POST, &["sim", "pay"], Some(&request))
             .await

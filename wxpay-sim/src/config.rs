@@ -1,9 +1,8 @@
 //! The simulator's settings: the one merchant account it serves, where it listens, how fast
 //! simulated time runs, and the faults it starts with. Every setting is a clap flag backed by
-//! an environment variable; the structs also deserialize, so a TOML layer can go under them
-//! later.
+//! an environment variable, with a TOML file (`--config`) under them (see [`crate::cli::load`]).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use paynotify::{runtime::LogFormat, wxpay::sign::SignType};
 use secrecy::{ExposeSecret, SecretString};
@@ -42,6 +41,9 @@ pub struct Merchant {
         hide_env_values = true
     )]
     pub api_key: SecretString,
+    /// Read the API v2 key from this file instead (a trailing newline is dropped).
+    #[arg(long, env = "WXPAY_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
 }
 
 impl Default for Merchant {
@@ -50,6 +52,7 @@ impl Default for Merchant {
             appid: DEMO_APPID.into(),
             mch_id: DEMO_MCH_ID.into(),
             api_key: SecretString::from(DEMO_API_KEY),
+            api_key_file: None,
         }
     }
 }
@@ -57,6 +60,18 @@ impl Default for Merchant {
 impl Merchant {
     pub(crate) fn key(&self) -> &str {
         self.api_key.expose_secret()
+    }
+
+    /// Replaces the key by WXPAY_API_KEY_FILE's content, when a file is given.
+    pub fn resolve_key_file(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.api_key_file {
+            let key = std::fs::read_to_string(path).map_err(|e| ConfigError::KeyFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            self.api_key = SecretString::from(key.trim_end_matches(['\r', '\n']).to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -137,9 +152,17 @@ pub enum ConfigError {
     Empty { name: &'static str },
     #[error("invalid fault settings: {0}")]
     Faults(#[from] FaultsError),
+    #[error("WXPAY_API_KEY_FILE (--api-key-file): cannot read `{}`: {reason}", path.display())]
+    KeyFile { path: PathBuf, reason: String },
 }
 
 impl Config {
+    /// Reads the settings given as files (WXPAY_API_KEY_FILE).
+    pub fn resolve_secrets(mut self) -> Result<Config, ConfigError> {
+        self.merchant.resolve_key_file()?;
+        Ok(self)
+    }
+
     /// Checks every setting, naming the bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.time_scale.is_finite() && self.time_scale > 0.0) {

@@ -75,7 +75,16 @@ async fn pay(
 ) -> Result<Json<PayResult>, ControlError> {
     let Json(request) = request?;
     tracing::Span::current().record("out_trade_no", request.out_trade_no.as_str());
-    let payment = app.store.mark_paid(&request.out_trade_no)?;
+    if let Some(id) = &request.transaction_id
+        && (id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(ControlError::BadRequest(
+            "transaction_id must be 1 to 32 letters and digits".into(),
+        ));
+    }
+    let payment = app
+        .store
+        .mark_paid_as(&request.out_trade_no, request.transaction_id.as_deref())?;
     let total_fee = app.store.view(&request.out_trade_no)?.total_fee;
     info!(transaction_id = %payment.transaction_id, total_fee, notify = request.notify, "order paid");
     if request.notify {

@@ -1,16 +1,27 @@
-//! `wxpay-sim`: parses the command line; `serve` (the default) starts telemetry and serves
-//! until Ctrl-C or SIGTERM, every other command is a client of some server.
+//! `wxpay-sim`: reads the command line (the server's settings layered over an optional TOML
+//! file); `serve` (the default) checks them, starts telemetry and serves until Ctrl-C or
+//! SIGTERM; every other command is a client of some server.
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use paynotify::runtime::{init_telemetry, shutdown_signal};
-use wxpay_sim::cli::{Action, Cli};
+use wxpay_sim::cli::Action;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().action() {
+    match wxpay_sim::cli::load().action() {
         Action::Serve(config) => {
+            let checked = config.resolve_secrets().and_then(|config| {
+                config.validate()?;
+                Ok(config)
+            });
+            let config = match checked {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             init_telemetry(config.log_format);
             wxpay_sim::bind(config)
                 .await?

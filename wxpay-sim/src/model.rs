@@ -80,6 +80,10 @@ pub struct PayRequest {
     /// Start delivering the payment notification (default true).
     #[serde(default = "yes")]
     pub notify: bool,
+    /// The payment's transaction_id; a fresh one when absent. Lets a hand-signed
+    /// notification (e.g. the README's grpcurl ConfirmPayment) match WeChat's record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
 }
 
 fn yes() -> bool {

@@ -34,6 +34,9 @@ pub struct Server {
 
 /// Validates `config` and binds its address (`127.0.0.1:0` picks a free port).
 pub async fn bind(config: Config) -> anyhow::Result<Server> {
+    let config = config
+        .resolve_secrets()
+        .context("invalid wxpay-sim configuration")?;
     config
         .validate()
         .context("invalid wxpay-sim configuration")?;

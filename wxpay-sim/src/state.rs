@@ -80,6 +80,8 @@ pub(crate) enum StoreError {
     Paid(String),
     #[error("order {0} is closed")]
     Closed(String),
+    #[error("transaction_id {0} already paid another order")]
+    TransactionIdUsed(String),
     #[error("order {out_trade_no} has no payment to notify (trade_state {state:?})")]
     NotPaid {
         out_trade_no: String,
@@ -202,8 +204,24 @@ impl Store {
     }
 
     /// The user pays: a NOTPAY order becomes SUCCESS with a fresh transaction_id.
+    #[cfg(test)]
     pub(crate) fn mark_paid(&self, out_trade_no: &str) -> Result<Payment, StoreError> {
+        self.mark_paid_as(out_trade_no, None)
+    }
+
+    /// [`Store::mark_paid`] with the transaction_id chosen by the caller (so a hand-signed
+    /// notification can match WeChat's record); it must not belong to another order.
+    pub(crate) fn mark_paid_as(
+        &self,
+        out_trade_no: &str,
+        transaction_id: Option<&str>,
+    ) -> Result<Payment, StoreError> {
         let mut orders = self.inner.lock();
+        if let Some(id) = transaction_id
+            && orders.by_transaction_id.contains_key(id)
+        {
+            return Err(StoreError::TransactionIdUsed(id.to_owned()));
+        }
         let order = orders.get_mut(out_trade_no)?;
         match order.state {
             TradeState::Success | TradeState::Refund => {
@@ -216,7 +234,7 @@ impl Store {
         }
         let now = Utc::now();
         let payment = Payment {
-            transaction_id: ids::transaction_id(now),
+            transaction_id: transaction_id.map_or_else(|| ids::transaction_id(now), str::to_owned),
             time_end: now,
             openid: order.terms.openid.clone().unwrap_or_else(ids::openid),
             bank_type: "OTHERS".into(),

@@ -6,6 +6,8 @@
 //!
 //! - `metrics`: after a known sequence of notifications the gateway's `/metrics` and the
 //!   admin ports of pay-svc and order-svc show the expected counts.
+//! - `startup`: the devstack binary's `--help` and bad-setting errors.
 
 mod metrics;
+mod startup;
 mod support;

@@ -5,6 +5,7 @@
 
 mod fake_pay_svc;
 mod hostile;
+mod startup;
 mod verdicts;
 
 use std::{net::SocketAddr, time::Duration};

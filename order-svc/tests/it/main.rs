@@ -7,6 +7,7 @@ mod behaviour;
 mod lifecycle;
 mod multi_server;
 mod original_schema;
+mod startup;
 
 use anyhow::Context;
 use order_svc::db::entities::{order, pay_anomaly};

@@ -6,5 +6,6 @@ mod faults;
 mod measure;
 mod reconcile;
 mod server;
+mod startup;
 mod support;
 mod wechat;

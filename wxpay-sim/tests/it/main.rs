@@ -5,5 +5,6 @@
 mod cli;
 mod delivery;
 mod faults;
+mod startup;
 mod support;
 mod wechat_api;

@@ -1,0 +1,169 @@
+// Setup failures panic, like the assertions.
+#![allow(clippy::unwrap_used)]
+//! The built binary: `--help` lists every setting with its environment variable, a bad
+//! setting stops the start with one line naming it (exit status 2), LOG_FORMAT=json makes
+//! the log lines JSON, and the documented example config parses into a valid `Config`.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use clap::CommandFactory;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_pay-svc");
+const TOKEN: &str = "pay-svc-startup-token-0123456789";
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BINARY)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn temp_file(name: &str, content: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("pay-svc-{name}-{}", std::process::id()));
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[test]
+fn help_lists_every_setting_and_its_environment_variable() {
+    let output = run(&["--help"], &[]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for arg in pay_svc::Config::command().get_arguments() {
+        if let Some(env) = arg.get_env() {
+            let env = env.to_str().unwrap();
+            assert!(
+                help.contains(&format!("[env: {env}")),
+                "{env} missing:\n{help}"
+            );
+        }
+    }
+    for setting in ["--config", "METRICS_ADDR", "WXPAY_API_KEY_PREVIOUS_FILE"] {
+        assert!(help.contains(setting), "{setting}:\n{help}");
+    }
+    assert!(
+        !help.contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"),
+        "the demo key is shown"
+    );
+}
+
+#[test]
+fn bad_settings_stop_the_start_naming_the_setting() {
+    let token = ("GRPC_AUTH_TOKEN", TOKEN);
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[], "GRPC_AUTH_TOKEN"),
+        (&[token, ("WXPAY_API_KEY", "short")], "WXPAY_API_KEY"),
+        (
+            &[token, ("WXPAY_API_KEY_FILE", "/nonexistent/key")],
+            "WXPAY_API_KEY_FILE",
+        ),
+        (
+            &[
+                token,
+                ("WXPAY_API_KEY_PREVIOUS", "T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"),
+            ],
+            "WXPAY_API_KEY_PREVIOUS",
+        ),
+        (
+            &[token, ("WXPAY_NOTIFY_URL", "http://x/notify?a=1")],
+            "WXPAY_NOTIFY_URL",
+        ),
+        (
+            &[token, ("ORDER_SVC_URL", "127.0.0.1:50052")],
+            "ORDER_SVC_URL",
+        ),
+        (&[token, ("METRICS_ADDR", "nowhere")], "--metrics-addr"),
+        (
+            &[token, ("RECONCILE_QUERIES_PER_SEC", "0")],
+            "RECONCILE_QUERIES_PER_SEC",
+        ),
+    ];
+    for (env, setting) in cases {
+        let output = run(&[], env);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{env:?}: {stderr}");
+        assert!(stderr.contains(setting), "{env:?}: {stderr}");
+        assert!(
+            !stderr.contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"),
+            "{stderr}"
+        );
+    }
+
+    let file = temp_file(
+        "bad.toml",
+        "wxpay_mch_id = \"1473426802\"\nwxpay_app_id = \"x\"\n",
+    );
+    let output = run(&["--config", file.to_str().unwrap()], &[token]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("`wxpay_app_id`"), "{stderr}");
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn log_format_json_makes_json_lines() {
+    let mut child = Command::new(BINARY)
+        .env_clear()
+        .envs([
+            ("PAY_SVC_ADDR", "127.0.0.1:0"),
+            ("METRICS_ADDR", "off"),
+            ("RECONCILE_INTERVAL_SECS", "0"),
+            ("GRPC_AUTH_TOKEN", TOKEN),
+            ("LOG_FORMAT", "json"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let line = line_rx.recv_timeout(Duration::from_secs(20));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line.expect("no log line within 20 s");
+    let json: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    assert_eq!(json["message"], "pay-svc listening", "{line}");
+}
+
+#[test]
+fn the_example_config_parses_into_a_valid_config() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/config/pay-svc.toml");
+    let args = ["pay-svc", "--config", path.to_str().unwrap()].map(std::ffi::OsString::from);
+    let mut config: pay_svc::Config = paynotify::config::load_from(args, |_| false).unwrap();
+    assert_eq!(config.addr.to_string(), "127.0.0.1:50051");
+    assert_eq!(config.metrics_addr.to_string(), "127.0.0.1:9101");
+    assert_eq!(
+        config.wxpay_notify_url,
+        "https://pay.example.com/wxpay/notify"
+    );
+    assert_eq!(
+        config.wxpay_api_backup_base.as_deref(),
+        Some("https://api2.mch.weixin.qq.com")
+    );
+    assert_eq!(config.reconcile_queries_per_sec, 5.0);
+    assert!(config.wxpay_api_key_previous_file.is_none());
+
+    // The secrets come from files; point them at real ones.
+    let key = temp_file("key", "0123456789abcdefghijklmnopqrstuv\n");
+    let token = temp_file("token", &format!("{TOKEN}\n"));
+    config.wxpay_api_key_file = Some(key.clone());
+    config.grpc_auth_token_file = Some(token.clone());
+    let config = config.resolve_secrets().unwrap();
+    assert_eq!(config.validate(), Ok(()));
+    std::fs::remove_file(key).unwrap();
+    std::fs::remove_file(token).unwrap();
+}
