@@ -54,6 +54,9 @@ impl Verdict {
             NotifyOutcome::WrongMerchant => Some("notify.wrong_merchant"),
             NotifyOutcome::AmountMismatch => Some("notify.amount_mismatch"),
             NotifyOutcome::PaymentConflict => Some("notify.payment_conflict"),
+            // Authentic, yet WeChat's own record does not back it: a replay, or a message
+            // signed with a leaked key.
+            NotifyOutcome::NotConfirmed => Some("notify.not_confirmed"),
             _ => None,
         }
     }

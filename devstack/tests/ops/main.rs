@@ -4,10 +4,13 @@
 //! share a process with unrelated traffic. Tests that send notifications run one at a time
 //! ([`support::serial`]).
 //!
+//! - `logs`: every JSON log line about one notification carries its request id and
+//!   out_trade_no, from the gateway through pay-svc to order-svc.
 //! - `metrics`: after a known sequence of notifications the gateway's `/metrics` and the
 //!   admin ports of pay-svc and order-svc show the expected counts.
 //! - `startup`: the devstack binary's `--help` and bad-setting errors.
 
+mod logs;
 mod metrics;
 mod startup;
 mod support;
