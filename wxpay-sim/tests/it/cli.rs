@@ -133,6 +133,31 @@ async fn pay_attempts_replay_and_stats_drive_a_running_simulator() {
         .await
         .unwrap_err();
     assert!(format!("{error:#}").contains("404"), "{error:#}");
+
+    // A chosen transaction_id (to match a notification signed by hand), used once only.
+    sim.unified_order("C4", 300, &receiver.url).await;
+    sim.unified_order("C5", 300, &receiver.url).await;
+    let chosen = "4200000000202401011234567890";
+    let (_, out) = run(&[
+        "pay",
+        "C4",
+        "--no-notify",
+        "--transaction-id",
+        chosen,
+        "--sim-url",
+        sim_url,
+    ])
+    .await;
+    assert!(out.contains(&format!("transaction_id={chosen}")), "{out}");
+    let (_, out) = run(&["attempts", "C4", "--sim-url", sim_url]).await;
+    assert!(out.contains(&format!("transaction_id={chosen}")), "{out}");
+    for (order, id, status) in [("C5", chosen, "409"), ("C5", "not-digits!", "400")] {
+        let error = tool(&["pay", order, "--transaction-id", id, "--sim-url", sim_url])
+            .run(&mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains(status), "{id}: {error:#}");
+    }
     sim.stop().await;
 }
 
