@@ -1,0 +1,801 @@
+//! One benchmark run: start the stack, measure the floors and the scenarios on it, check the
+//! database, and print the figures with their ratios and the issue's targets.
+//!
+//! Phases on the main stack, in order: warm-up (unmeasured) → MarkPaid floor → HTTP floor →
+//! first notifications → duplicates → WeChat slow. Growth gets a fresh stack and database, so
+//! its small point really has only `--growth-small` orders in the table.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use paynotify::{
+    proto::order::v1::{MarkPaidOutcome, MarkPaidRequest},
+    wxpay::sign::SignType,
+};
+use rand::{SeedableRng, seq::SliceRandom};
+use sea_orm::DatabaseConnection;
+use serde_json::json;
+use wxpay_sim::Faults;
+
+use crate::{
+    check::{self, Expected},
+    cli::{Options, Scenario},
+    load::{self, Caller, LoadResult, NotifyCaller},
+    orders::{self, Batch, TransactionIds},
+    procfs, profile,
+    report::{self, Phase, Target},
+    seed,
+    stack::{OrderClient, Settings, Stack},
+};
+
+/// The issue's targets.
+const MIN_E2E_VS_MARK_PAID: f64 = 0.5;
+const MAX_FIRST_P99_MS: f64 = 50.0;
+const MIN_DUPLICATES_VS_FIRST: f64 = 3.0;
+const MIN_SLOW_THROUGHPUT: f64 = 800.0;
+const MAX_GROWTH_COST_RATIO: f64 = 1.3;
+const MAX_SERVICE_RSS_MIB: f64 = 64.0;
+/// The services whose memory the target is about (the simulator stands in for WeChat).
+const SERVICES: [&str; 3] = ["gateway", "pay-svc", "order-svc"];
+
+/// Calls MarkPaid directly, as pay-svc would, over a clone of one gRPC channel.
+struct MarkPaidCaller {
+    client: OrderClient,
+    requests: Arc<Vec<MarkPaidRequest>>,
+}
+
+impl Caller for MarkPaidCaller {
+    async fn call(&mut self, index: usize) -> Result<(), String> {
+        let request = self
+            .requests
+            .get(index)
+            .cloned()
+            .ok_or_else(|| format!("request {index} is not in the plan"))?;
+        let response = self
+            .client
+            .mark_paid(request)
+            .await
+            .map_err(|status| format!("MarkPaid: {status}"))?
+            .into_inner();
+        match response.outcome() {
+            MarkPaidOutcome::MarkedPaid => Ok(()),
+            other => Err(format!("MarkPaid answered {other:?}: {}", response.detail)),
+        }
+    }
+}
+
+/// The work directory, removed when dropped unless kept.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Everything a run measured and found.
+#[derive(Default)]
+struct Findings {
+    phases: Vec<Phase>,
+    targets: Vec<Target>,
+    /// Correctness problems: failed requests, a dead service, a database check.
+    failures: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Findings {
+    fn phase(&self, name: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+
+    fn record(&mut self, phase: Phase) {
+        if phase.load.failed > 0 {
+            self.failures.push(format!(
+                "{}: {} of {} requests failed, e.g. {:?}",
+                phase.name, phase.load.failed, phase.load.requests, phase.load.errors
+            ));
+        }
+        if phase.load.timed_out {
+            self.failures
+                .push(format!("{}: cut short by the phase time limit", phase.name));
+        }
+        println!(
+            "{}",
+            report::phases_table(std::slice::from_ref(&phase)).trim_end()
+        );
+        self.phases.push(phase);
+    }
+}
+
+/// Runs the selected scenarios; `Ok(false)` when something failed (or, with `--strict`, a
+/// target was missed).
+pub async fn run(options: Options) -> anyhow::Result<bool> {
+    options.validate()?;
+    let work = WorkDir {
+        path: match &options.work_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::temp_dir().join(format!(
+                "paynotify-bench-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )),
+        },
+        keep: options.keep || options.work_dir.is_some(),
+    };
+    std::fs::create_dir_all(&work.path)
+        .with_context(|| format!("creating {}", work.path.display()))?;
+    let bin_dir = match &options.bin_dir {
+        Some(dir) => dir.clone(),
+        None => crate::stack::default_bin_dir()?,
+    };
+    let settings = |db_name: &str| Settings {
+        bin_dir: bin_dir.clone(),
+        work_dir: work.path.clone(),
+        database_url: options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", work.path.join(db_name).display())),
+        service_log: options.service_log.clone(),
+        db_max_connections: options.db_max_connections,
+    };
+
+    println!("{}", machine());
+    println!(
+        "work directory {} ({}), database {}",
+        work.path.display(),
+        if work.keep {
+            "kept"
+        } else {
+            "removed afterwards"
+        },
+        if options.database_url.is_some() {
+            "from DATABASE_URL"
+        } else {
+            "SQLite in the work directory"
+        }
+    );
+
+    let mut findings = Findings::default();
+    let main = options.runs(Scenario::First) || options.runs(Scenario::Slow);
+    if main {
+        run_main(&options, &settings("orders.db"), &mut findings).await?;
+    }
+    if options.runs(Scenario::Growth) {
+        run_growth(&options, &settings("growth.db"), &mut findings).await?;
+    }
+
+    println!();
+    println!("== all phases");
+    print!("{}", report::phases_table(&findings.phases));
+    println!();
+    print!("{}", report::resources_table(&findings.phases));
+    println!();
+    println!("== targets (ratios against baselines measured in this run)");
+    print!("{}", report::targets_table(&findings.targets));
+    for note in &findings.notes {
+        println!("note: {note}");
+    }
+    if findings.failures.is_empty() {
+        println!("correctness: every request acknowledged, every order paid exactly once");
+    } else {
+        println!("FAILURES:");
+        for failure in &findings.failures {
+            println!("  - {failure}");
+        }
+    }
+
+    if let Some(path) = &options.json {
+        let value = json!({
+            "machine": machine(),
+            "options": format!("{options:?}"),
+            "phases": findings.phases.iter().map(Phase::to_json).collect::<Vec<_>>(),
+            "targets": findings.targets.iter().map(Target::to_json).collect::<Vec<_>>(),
+            "failures": findings.failures,
+            "notes": findings.notes,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&value)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+
+    let targets_met = findings.targets.iter().all(|t| t.met);
+    Ok(findings.failures.is_empty() && (targets_met || !options.strict))
+}
+
+/// Floors, first notifications, duplicates and WeChat slow, on one stack.
+async fn run_main(
+    options: &Options,
+    settings: &Settings,
+    findings: &mut Findings,
+) -> anyhow::Result<()> {
+    println!("\n== main stack: starting");
+    let mut stack = Stack::start(settings).await?;
+    let db = seed::connect(&settings.database_url).await?;
+    let sign_type = SignType::from(options.sign_type);
+    let ids = TransactionIds::new();
+    let mut expected = Vec::new();
+    let c = options.concurrency;
+
+    if options.warmup > 0 {
+        let warmup = orders::paid_batch(&stack, options.warmup, c, sign_type).await?;
+        let plan = Arc::new((0..warmup.orders.len()).collect::<Vec<_>>());
+        let result = post(&stack, &warmup, plan, c.min(16), options).await;
+        if result.failed > 0 {
+            findings.failures.push(format!(
+                "warm-up: {} of {} notifications failed, e.g. {:?}",
+                result.failed, result.requests, result.errors
+            ));
+        }
+        expect_paid(&mut expected, &warmup);
+    }
+
+    if options.runs(Scenario::First) {
+        // 1. The database floor: MarkPaid straight into order-svc.
+        println!("preparing {} orders for the MarkPaid floor", options.orders);
+        let requests = Arc::new(
+            orders::mark_paid_requests(&stack.order_client, options.orders, c, &ids).await?,
+        );
+        expected.extend(requests.iter().map(|r| Expected {
+            order_id: r.order_id.clone(),
+            transaction_id: r.transaction_id.clone(),
+        }));
+        let phase = measure(
+            &stack,
+            "floor: MarkPaid gRPC",
+            "order-svc MarkPaid",
+            c,
+            requests.len(),
+            options,
+            None,
+            || MarkPaidCaller {
+                client: stack.order_client.clone(),
+                requests: requests.clone(),
+            },
+        )
+        .await?;
+        findings.record(phase);
+        stack.check_alive()?;
+
+        // The notifications of the first phase, prepared before the HTTP floor so that both
+        // post the same bodies.
+        println!("preparing {} orders paid in the simulator", options.orders);
+        let batch = orders::paid_batch(&stack, options.orders, c, sign_type).await?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let plan = Arc::new(load::plan(batch.orders.len(), options.dup_ratio, &mut rng));
+
+        // 2. The HTTP floor: the same bodies to a server that only acks.
+        let bodies = batch.bodies.clone();
+        let floor_plan = Arc::new((0..batch.orders.len()).collect::<Vec<_>>());
+        let timeout = Duration::from_millis(options.request_timeout_ms);
+        let ack_addr = stack.ack_server.addr;
+        let phase = measure(
+            &stack,
+            "floor: bare HTTP ack",
+            "ack server",
+            c,
+            floor_plan.len(),
+            options,
+            None,
+            || {
+                NotifyCaller::new(
+                    ack_addr,
+                    "/wxpay/notify",
+                    bodies.clone(),
+                    floor_plan.clone(),
+                    timeout,
+                )
+            },
+        )
+        .await?;
+        findings.record(phase);
+
+        // 3. End to end: first notifications (and interleaved duplicates if asked).
+        let first = measure_notifications(
+            &stack,
+            "e2e: first notifications",
+            c,
+            &batch,
+            plan,
+            options,
+            None,
+        )
+        .await?;
+        findings.record(first);
+        expect_paid(&mut expected, &batch);
+        stack.check_alive()?;
+
+        // 4. Duplicates of orders now paid: the same bodies again, in another order.
+        if options.runs(Scenario::Duplicates) {
+            let mut again: Vec<usize> = (0..batch.orders.len()).collect();
+            again.shuffle(&mut rng);
+            let phase = measure_notifications(
+                &stack,
+                "e2e: duplicates (paid)",
+                c,
+                &batch,
+                Arc::new(again),
+                options,
+                None,
+            )
+            .await?;
+            findings.record(phase);
+            stack.check_alive()?;
+        }
+        first_targets(findings, options);
+    }
+
+    if options.runs(Scenario::Slow) {
+        println!(
+            "preparing {} orders for the slow-WeChat phase",
+            options.orders
+        );
+        let batch = orders::paid_batch(&stack, options.orders, c, sign_type).await?;
+        let faults = Faults {
+            orderquery_latency_ms: options.slow_latency_ms,
+            ..Faults::default()
+        };
+        stack
+            .sim_client
+            .set_faults(&faults)
+            .await
+            .context("setting the simulator's orderquery latency")?;
+        let plan = Arc::new((0..batch.orders.len()).collect::<Vec<_>>());
+        let name = format!("e2e: WeChat +{} ms", options.slow_latency_ms);
+        let phase = measure_notifications(
+            &stack,
+            &name,
+            options.slow_concurrency,
+            &batch,
+            plan,
+            options,
+            None,
+        )
+        .await;
+        stack.sim_client.set_faults(&Faults::default()).await?;
+        let phase = phase?;
+        let throughput = phase.load.throughput();
+        // With every request waiting `latency` on WeChat, c requests in flight can finish at
+        // most c / latency per second: the ceiling nothing can beat.
+        let ceiling = options.slow_concurrency as f64 / (options.slow_latency_ms as f64 / 1000.0);
+        findings.targets.push(Target::new(
+            format!(
+                "slow WeChat, c={}: notifications/s",
+                options.slow_concurrency
+            ),
+            format!(
+                "{throughput:.0}/s ({:.0}% of c/latency)",
+                100.0 * throughput / ceiling
+            ),
+            format!(">= {MIN_SLOW_THROUGHPUT:.0}/s"),
+            throughput >= MIN_SLOW_THROUGHPUT,
+        ));
+        findings.record(phase);
+        expect_paid(&mut expected, &batch);
+        stack.check_alive()?;
+    }
+
+    rss_target(findings, "main stack");
+    check_database(&db, &expected, findings).await?;
+    db.close().await?;
+    Ok(())
+}
+
+/// Cost per notification with `growth_small` and with `growth_large` orders in the table.
+async fn run_growth(
+    options: &Options,
+    settings: &Settings,
+    findings: &mut Findings,
+) -> anyhow::Result<()> {
+    println!("\n== growth stack: starting (fresh database)");
+    let mut stack = Stack::start(settings).await?;
+    let db = seed::connect(&settings.database_url).await?;
+    let sign_type = SignType::from(options.sign_type);
+    let ids = TransactionIds::new();
+    let mut expected = Vec::new();
+    let c = options.concurrency;
+
+    if options.warmup > 0 {
+        let warmup = orders::paid_batch(&stack, options.warmup, c, sign_type).await?;
+        let plan = Arc::new((0..warmup.orders.len()).collect::<Vec<_>>());
+        let result = post(&stack, &warmup, plan, c.min(16), options).await;
+        if result.failed > 0 {
+            findings.failures.push(format!(
+                "growth warm-up: {} notifications failed",
+                result.failed
+            ));
+        }
+        expect_paid(&mut expected, &warmup);
+    }
+
+    let mut points = Vec::new();
+    for (label, rows) in [
+        ("small", options.growth_small),
+        ("large", options.growth_large),
+    ] {
+        // The batch's own orders are part of the table when the phase starts.
+        let fill = rows.saturating_sub(options.orders as u64);
+        let started = Instant::now();
+        let added = seed::fill_to(&db, fill, &ids).await?;
+        if added > 0 {
+            println!(
+                "seeded {added} orders in {:.1} s ({:.0} rows/s)",
+                started.elapsed().as_secs_f64(),
+                added as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            );
+        }
+        let batch = orders::paid_batch(&stack, options.orders, c, sign_type).await?;
+        let table_rows = seed::count_orders(&db).await?;
+        let plan = Arc::new((0..batch.orders.len()).collect::<Vec<_>>());
+        let name = format!("growth: {} orders", human(table_rows));
+        let phase =
+            measure_notifications(&stack, &name, c, &batch, plan, options, Some(table_rows))
+                .await?;
+        points.push((label, phase.clone()));
+        findings.record(phase);
+        expect_paid(&mut expected, &batch);
+        stack.check_alive()?;
+    }
+
+    if let [(_, small), (_, large)] = points.as_slice() {
+        let wall = large.wall_us_per_request() / small.wall_us_per_request();
+        let cpu_small = small.cpu_us_per_request(&SERVICES);
+        let cpu_large = large.cpu_us_per_request(&SERVICES);
+        let cpu = cpu_large / cpu_small.max(1e-9);
+        findings.targets.push(Target::new(
+            format!(
+                "growth: wall cost/notification {} vs {}",
+                human(large.table_rows.unwrap_or(0)),
+                human(small.table_rows.unwrap_or(0))
+            ),
+            format!(
+                "{wall:.2}x ({:.0} vs {:.0} µs)",
+                large.wall_us_per_request(),
+                small.wall_us_per_request()
+            ),
+            format!("<= {MAX_GROWTH_COST_RATIO}x"),
+            wall <= MAX_GROWTH_COST_RATIO,
+        ));
+        findings.targets.push(Target::new(
+            "growth: service CPU/notification, large vs small",
+            format!("{cpu:.2}x ({cpu_large:.0} vs {cpu_small:.0} µs)"),
+            format!("<= {MAX_GROWTH_COST_RATIO}x"),
+            cpu <= MAX_GROWTH_COST_RATIO,
+        ));
+    }
+    rss_target(findings, "growth stack");
+    check_database(&db, &expected, findings).await?;
+    db.close().await?;
+    Ok(())
+}
+
+/// The first scenario's targets, from its phases and both floors.
+fn first_targets(findings: &mut Findings, options: &Options) {
+    let (Some(first), Some(mark_paid), Some(http)) = (
+        findings.phase("e2e: first notifications"),
+        findings.phase("floor: MarkPaid gRPC"),
+        findings.phase("floor: bare HTTP ack"),
+    ) else {
+        return;
+    };
+    let e2e = first.load.throughput();
+    let vs_mark_paid = e2e / mark_paid.load.throughput();
+    let vs_http = e2e / http.load.throughput();
+    let p99 = first.load.latency_ms(0.99);
+    let c = options.concurrency;
+    let mut targets = vec![
+        Target::new(
+            format!("first, c={c}: e2e / MarkPaid floor throughput"),
+            format!(
+                "{vs_mark_paid:.2} ({e2e:.0} vs {:.0}/s)",
+                mark_paid.load.throughput()
+            ),
+            format!(">= {MIN_E2E_VS_MARK_PAID}"),
+            vs_mark_paid >= MIN_E2E_VS_MARK_PAID,
+        ),
+        Target::new(
+            format!("first, c={c}: p99 latency"),
+            format!("{p99:.1} ms"),
+            format!("< {MAX_FIRST_P99_MS} ms"),
+            p99 < MAX_FIRST_P99_MS,
+        ),
+    ];
+    let first_oq = first.orderquery_per_request();
+    let mut notes = vec![format!(
+        "first, c={c}: e2e / bare HTTP floor throughput = {vs_http:.3} ({e2e:.0} vs {:.0}/s); \
+         orderquery per notification {first_oq:.3}",
+        http.load.throughput()
+    )];
+    if let Some(dups) = findings.phase("e2e: duplicates (paid)") {
+        let ratio = dups.load.throughput() / e2e;
+        targets.push(Target::new(
+            "duplicates of paid orders / first throughput",
+            format!("{ratio:.2}x ({:.0} vs {e2e:.0}/s)", dups.load.throughput()),
+            format!(">= {MIN_DUPLICATES_VS_FIRST}x"),
+            ratio >= MIN_DUPLICATES_VS_FIRST,
+        ));
+        targets.push(Target::new(
+            "duplicates of paid orders: orderquery calls",
+            dups.orderquery_calls.to_string(),
+            "0",
+            dups.orderquery_calls == 0,
+        ));
+        notes.push(format!(
+            "duplicates / bare HTTP floor throughput = {:.3}",
+            dups.load.throughput() / http.load.throughput()
+        ));
+    }
+    findings.targets.extend(targets);
+    findings.notes.extend(notes);
+}
+
+/// The highest peak RSS of each service over the stack's load phases.
+fn rss_target(findings: &mut Findings, stack: &str) {
+    let mut worst: Option<(&str, u64)> = None;
+    let mut sim_peak = 0;
+    for phase in findings.phases.iter().filter(|p| p.target == "gateway") {
+        for (name, bytes) in &phase.peak_rss {
+            let Some(bytes) = *bytes else { continue };
+            if SERVICES.contains(name) {
+                if worst.is_none_or(|(_, w)| bytes > w) {
+                    worst = Some((name, bytes));
+                }
+            } else if *name == "wxpay-sim" {
+                sim_peak = sim_peak.max(bytes);
+            }
+        }
+    }
+    if findings
+        .targets
+        .iter()
+        .any(|t| t.name.starts_with("peak RSS"))
+    {
+        // One line for both stacks: keep the worse.
+        if let Some((name, bytes)) = worst
+            && let Some(t) = findings
+                .targets
+                .iter_mut()
+                .find(|t| t.name.starts_with("peak RSS"))
+        {
+            let mib = report::bytes_to_mib(bytes);
+            if mib >= MAX_SERVICE_RSS_MIB {
+                t.met = false;
+            }
+            t.measured = format!("{} / {name} {mib:.1} MiB ({stack})", t.measured);
+        }
+        return;
+    }
+    if let Some((name, bytes)) = worst {
+        let mib = report::bytes_to_mib(bytes);
+        findings.targets.push(Target::new(
+            "peak RSS of each service under load (max)",
+            format!("{name} {mib:.1} MiB ({stack})"),
+            format!("< {MAX_SERVICE_RSS_MIB} MiB"),
+            mib < MAX_SERVICE_RSS_MIB,
+        ));
+    }
+    if sim_peak > 0 {
+        findings.notes.push(format!(
+            "wxpay-sim peak RSS {:.1} MiB ({stack}): the simulator keeps every order it was told \
+             about in memory; it plays WeChat and is not one of the services",
+            report::bytes_to_mib(sim_peak)
+        ));
+    }
+}
+
+async fn check_database(
+    db: &DatabaseConnection,
+    expected: &[Expected],
+    findings: &mut Findings,
+) -> anyhow::Result<()> {
+    let report = check::paid_exactly_once(db, expected).await?;
+    println!(
+        "database check: {} orders, {} problem(s)",
+        report.checked, report.problem_count
+    );
+    if !report.ok() {
+        findings.failures.push(format!(
+            "database check: {} problem(s) in {} orders: {:#?}",
+            report.problem_count, report.checked, report.problems
+        ));
+    }
+    Ok(())
+}
+
+fn expect_paid(expected: &mut Vec<Expected>, batch: &Batch) {
+    expected.extend(batch.orders.iter().map(|o| Expected {
+        order_id: o.id.clone(),
+        transaction_id: o.transaction_id.clone(),
+    }));
+}
+
+/// Posts a batch's notifications in `plan` order to the gateway, unmeasured.
+async fn post(
+    stack: &Stack,
+    batch: &Batch,
+    plan: Arc<Vec<usize>>,
+    concurrency: usize,
+    options: &Options,
+) -> LoadResult {
+    let addr = stack.gateway.addr;
+    let timeout = Duration::from_millis(options.request_timeout_ms);
+    let bodies = batch.bodies.clone();
+    let total = plan.len();
+    load::run(
+        total,
+        concurrency,
+        Duration::from_secs(options.phase_time_limit_secs),
+        || NotifyCaller::new(addr, "/wxpay/notify", bodies.clone(), plan.clone(), timeout),
+    )
+    .await
+}
+
+async fn measure_notifications(
+    stack: &Stack,
+    name: &str,
+    concurrency: usize,
+    batch: &Batch,
+    plan: Arc<Vec<usize>>,
+    options: &Options,
+    table_rows: Option<u64>,
+) -> anyhow::Result<Phase> {
+    let addr = stack.gateway.addr;
+    let timeout = Duration::from_millis(options.request_timeout_ms);
+    let bodies = batch.bodies.clone();
+    let total = plan.len();
+    measure(
+        stack,
+        name,
+        "gateway",
+        concurrency,
+        total,
+        options,
+        table_rows,
+        || NotifyCaller::new(addr, "/wxpay/notify", bodies.clone(), plan.clone(), timeout),
+    )
+    .await
+}
+
+/// Runs one phase and reads, around it, the simulator's orderquery counter, every process's
+/// CPU time and (after resetting it) its peak RSS.
+#[allow(clippy::too_many_arguments)]
+async fn measure<C: Caller>(
+    stack: &Stack,
+    name: &str,
+    target: &'static str,
+    concurrency: usize,
+    total: usize,
+    options: &Options,
+    table_rows: Option<u64>,
+    new_caller: impl Fn() -> C,
+) -> anyhow::Result<Phase> {
+    let mut processes: Vec<(&'static str, u32)> =
+        stack.services().iter().map(|s| (s.name, s.pid)).collect();
+    processes.push((stack.ack_server.name, stack.ack_server.pid));
+    let bench = ("bench", std::process::id());
+
+    for (_, pid) in &processes {
+        procfs::reset_peak_rss(*pid);
+    }
+    let cpu_before: Vec<_> = processes
+        .iter()
+        .chain([&bench])
+        .map(|(name, pid)| (*name, procfs::cpu_time(*pid).unwrap_or_default()))
+        .collect();
+    let queries_before = stack.sim_client.stats().await?.orderquery_calls;
+    let recording = match &options.perf_dir {
+        Some(dir) => {
+            let pids: Vec<u32> = stack.services().iter().map(|s| s.pid).collect();
+            Some(profile::Recording::start(dir, name, &pids)?)
+        }
+        None => None,
+    };
+
+    let load = load::run(
+        total,
+        concurrency,
+        Duration::from_secs(options.phase_time_limit_secs),
+        new_caller,
+    )
+    .await;
+
+    if let Some(recording) = recording {
+        let file = recording.finish()?;
+        println!("profile: {}", file.display());
+    }
+    let queries_after = stack.sim_client.stats().await?.orderquery_calls;
+    let cpu = cpu_before
+        .iter()
+        .map(|(name, before)| {
+            let pid = if *name == "bench" {
+                bench.1
+            } else {
+                processes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, pid)| *pid)
+            };
+            let after = procfs::cpu_time(pid).unwrap_or_default();
+            (*name, after.saturating_sub(*before))
+        })
+        .collect();
+    let peak_rss = processes
+        .iter()
+        .map(|(name, pid)| (*name, procfs::peak_rss(*pid)))
+        .collect();
+    Ok(Phase {
+        name: name.to_owned(),
+        target,
+        concurrency,
+        load,
+        orderquery_calls: queries_after.saturating_sub(queries_before),
+        peak_rss,
+        cpu,
+        table_rows,
+    })
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+/// The machine the figures were taken on.
+fn machine() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or_else(
+            || "?".into(),
+            |kib| format!("{:.1} GiB", kib as f64 / 1048576.0),
+        );
+    // Other work on the machine skews every figure: say how busy it was.
+    let load: Vec<String> = read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .map(str::to_owned)
+        .collect();
+    format!(
+        "machine: {model}, {cores} cores, {memory} RAM, Linux {}, load average {}",
+        read("/proc/sys/kernel/osrelease").trim(),
+        load.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_counts_read_well() {
+        assert_eq!(human(1_000_000), "1M");
+        assert_eq!(human(1_005_000), "1.00M");
+        assert_eq!(human(15_000), "15.0k");
+        assert_eq!(human(999), "999");
+    }
+
+    #[test]
+    fn the_machine_line_names_cores() {
+        assert!(machine().contains("cores"));
+    }
+}
