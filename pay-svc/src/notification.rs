@@ -72,7 +72,10 @@ pub fn screen_with_previous_key(
                 crate::metrics::previous_key_accepted(false);
                 Ok(used)
             }
-            _ => Err(error),
+            _ => {
+                log_signature_clues(fields);
+                Err(error)
+            }
         },
     };
     match verified {
@@ -109,6 +112,68 @@ pub fn screen_with_previous_key(
         Ok(claim) => Screening::Claim(claim),
         Err(reason) => decided(NotifyOutcome::Malformed, reason),
     }
+}
+
+/// What can be seen of a rejected signature without the key, for telling its causes apart
+/// (docs/TROUBLESHOOTING.md): one INFO line beside the verdict's WARN. Field names only,
+/// never values; at most a few names per list, each bounded.
+fn log_signature_clues(fields: &Fields) {
+    let sign = fields.get("sign").map(String::as_str).unwrap_or("");
+    let has_lower = sign.bytes().any(|b| b.is_ascii_lowercase());
+    let has_upper = sign.bytes().any(|b| b.is_ascii_uppercase());
+    let sign_case = match (has_lower, has_upper) {
+        (true, true) => "mixed",
+        (true, false) => "lower",
+        _ => "upper",
+    };
+    let names = |suspect: fn(&str) -> bool| {
+        fields
+            .iter()
+            .filter(|(name, value)| name.as_str() != "sign" && suspect(value))
+            .map(|(name, _)| bounded(name))
+            .take(8)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    tracing::info!(
+        event = "notify.bad_signature.clues",
+        sign_len = sign.len(),
+        sign_hex = sign.bytes().all(|b| b.is_ascii_hexdigit()),
+        sign_case,
+        sign_type = bounded(fields.get("sign_type").map(String::as_str).unwrap_or("")),
+        field_count = fields.len(),
+        empty = %names(str::is_empty),
+        padded = %names(|v| v != v.trim()),
+        non_ascii = %names(|v| !v.is_ascii()),
+        mojibake = %names(looks_mis_decoded),
+        url_encoded = %names(looks_url_encoded),
+        "what the rejected signature looked like"
+    );
+}
+
+/// At most 32 characters, cut at the first control character: safe in a log line.
+fn bounded(value: &str) -> &str {
+    let end = value
+        .char_indices()
+        .find(|&(i, c)| c.is_control() || i >= 32)
+        .map_or(value.len(), |(i, _)| i);
+    &value[..end]
+}
+
+/// Text decoded with the wrong charset: U+FFFD, or Latin-1 letters (GBK bytes read as
+/// Latin-1 turn `支付` into `Ö§¸¶`; WeChat's own text is ASCII or CJK).
+fn looks_mis_decoded(value: &str) -> bool {
+    value
+        .chars()
+        .any(|c| c == '\u{FFFD}' || ('\u{80}'..='\u{FF}').contains(&c))
+}
+
+/// `%XX` escapes: a framework URL-encoded the value before it was signed or forwarded.
+fn looks_url_encoded(value: &str) -> bool {
+    value
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -239,6 +304,23 @@ mod tests {
             SignType::Md5,
         );
         assert_eq!(rotating(&other), NotifyOutcome::BadSignature);
+    }
+
+    #[test]
+    fn clues_spot_mangled_fields() {
+        assert!(looks_mis_decoded("Ö§¸¶²âÊÔ"));
+        assert!(looks_mis_decoded("\u{FFFD}"));
+        assert!(!looks_mis_decoded("支付测试"));
+        assert!(!looks_mis_decoded("2500"));
+        assert!(looks_url_encoded("%E6%94%AF%E4%BB%98"));
+        assert!(!looks_url_encoded("100%"));
+        assert_eq!(bounded("o1\nforged"), "o1");
+        assert_eq!(bounded(&"x".repeat(40)).len(), 32);
+        // Logging them never panics, whatever the fields.
+        let mut odd = notification(&[("attach", " %41Ö")]);
+        odd.insert("sign".into(), "abc".into());
+        log_signature_clues(&odd);
+        log_signature_clues(&Fields::new());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod confirm;
 mod faults;
 mod measure;
 mod reconcile;
+mod rotation;
 mod server;
 mod startup;
 mod support;
