@@ -91,10 +91,13 @@ pub fn assert_round_trips(fields: &Fields) {
 }
 
 /// `parse(to_xml(fields))`, or `None` where it cannot be the same fields: serialised over the
-/// limit, or a value with a carriage return, which a CDATA section cannot carry (XML turns
-/// every `\r` into `\n`; see tests/it/known_issues.rs).
+/// limit, or fields that `parse` accepts today but `to_xml` cannot write (both are known
+/// issues, tests/it/known_issues.rs): a value with a carriage return, which a CDATA section
+/// cannot carry (XML reads every `\r` as `\n`), or a name that is not an XML name (`b/`).
 fn wire_copy(fields: &Fields) -> Option<Fields> {
-    if fields.values().any(|value| value.contains('\r')) {
+    let known_issue =
+        |(name, value): (&String, &String)| value.contains('\r') || !is_xml_name(name);
+    if fields.iter().any(known_issue) {
         return None;
     }
     let serialised = xml::to_xml(fields);
@@ -127,4 +130,13 @@ fn check_screening(fields: &Fields) -> Screening {
         assert!(parse_time_end(&claim.time_end).is_ok());
     }
     screening
+}
+
+/// Roughly XML's Name production: a letter, `_` or `:`, then letters, digits, `_`, `:`, `.`, `-`.
+pub fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '.' | '-'))
 }

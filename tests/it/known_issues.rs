@@ -2,7 +2,13 @@
 //! this binary. Each test is ignored until the code is fixed (src/wxpay is not this harness's
 //! to change); `cargo test --test it -- --ignored` shows them failing.
 
-use paynotify::wxpay::{Fields, xml};
+use paynotify::wxpay::{
+    Fields,
+    sign::{self, SignType},
+    xml,
+};
+
+const KEY: &str = "T6m9iK73b0kn9g5v426MKfHQH7X8rKwb";
 
 /// `to_xml` writes a carriage return into CDATA as it is, and every XML parser (ours, and
 /// WeChat's) reads `\r` and `\r\n` back as `\n` (XML 1.0 §2.11). So a value with a `\r` does
@@ -27,6 +33,61 @@ fn any_body_containing_doctype_is_refused() {
         "<xml><a><![CDATA[<!DOCTYPE xml [<!ENTITY x \"y\">]>]]></a></xml>",
         "<!-- <!DOCTYPE xml> --><xml><a>1</a></xml>",
         "<xml><a><![CDATA[<!ENTITY x SYSTEM \"file:///etc/passwd\">]]></a></xml>",
+    ] {
+        assert!(xml::parse(body.as_bytes()).is_err(), "accepted {body}");
+    }
+}
+
+/// `parse` takes whatever stands between `<` and `>`, a space or a `/` as the element's name, so
+/// it accepts names that are not XML names: `<b//>` is a field `b/` (libFuzzer's first finding:
+/// `to_xml` cannot write that back), and `a=b`, `a&b`, `1`, `-a` are fields too.
+///
+/// With `=` and `&` in a name this reaches the signature. The sign string is `name=value`
+/// pairs joined by `&`, unescaped (SPEC §2.1), so one field named `cash_fee=100&fee_type` with
+/// the value `USD` signs exactly like the two fields `cash_fee=100` and `fee_type=USD`. Whoever
+/// holds one genuine notification can fold the fields after any field into such a name and so
+/// drop them — `fee_type`, `result_code`, `attach` — and the message still verifies:
+/// here a USD payment comes out with no `fee_type`, which pay-svc reads as CNY.
+/// XML names (or WeChat's own `[a-z0-9_]`) cannot carry `=` or `&`, so refusing other names
+/// closes this.
+#[test]
+#[ignore = "known issue: parse accepts element names that are not XML names (see doc comment)"]
+fn element_names_that_are_not_xml_names_are_refused() {
+    let mut genuine: Fields = [
+        ("return_code", "SUCCESS"),
+        ("result_code", "SUCCESS"),
+        ("appid", "wx8397f8696b538317"),
+        ("mch_id", "1473426802"),
+        ("cash_fee", "100"),
+        ("fee_type", "USD"),
+        ("total_fee", "100"),
+        ("out_trade_no", "o1"),
+        ("transaction_id", "4200000001"),
+        ("time_end", "20240101120000"),
+        ("nonce_str", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS"),
+    ]
+    .iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect();
+    sign::sign_fields(&mut genuine, KEY, SignType::Md5);
+    let folded = xml::to_xml(&genuine).replace(
+        "<cash_fee><![CDATA[100]]></cash_fee><fee_type><![CDATA[USD]]></fee_type>",
+        "<cash_fee=100&fee_type><![CDATA[USD]]></cash_fee=100&fee_type>",
+    );
+    if let Ok(fields) = xml::parse(folded.as_bytes()) {
+        assert!(!fields.contains_key("fee_type"));
+        assert_eq!(sign::verify(&fields, KEY), Ok(SignType::Md5));
+        panic!("accepted a notification with a field named `cash_fee=100&fee_type`");
+    }
+
+    for body in [
+        "<xml><b//></xml>",
+        "<xml><b/ /></xml>",
+        "<xml><a=b>1</a=b></xml>",
+        "<xml><a&b>1</a&b></xml>",
+        "<xml><a<b>1</a<b></xml>",
+        "<xml><1>1</1></xml>",
+        "<xml><-a>1</-a></xml>",
     ] {
         assert!(xml::parse(body.as_bytes()).is_err(), "accepted {body}");
     }
