@@ -28,6 +28,7 @@ impl OrderStore {
         request: &CloseRequest,
     ) -> Result<Option<CloseResult>, OrderError> {
         let now = now_utc();
+        let _turn = self.writer_turn().await;
         let txn = begin_write(&self.db).await?;
         let updated = order::Entity::update_many()
             .col_expr(

@@ -39,6 +39,7 @@ impl OrderStore {
         notice: &PaymentNotice,
     ) -> Result<Option<MarkPaidResult>, OrderError> {
         let now = now_utc();
+        let _turn = self.writer_turn().await;
         let txn = begin_write(&self.db).await?;
         let updated = order::Entity::update_many()
             .col_expr(order::Column::PayStatus, Expr::value(pay_status::PAID))
