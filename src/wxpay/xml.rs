@@ -152,11 +152,16 @@ pub(crate) fn push_cdata(out: &mut String, value: &str) {
 }
 
 fn insert(fields: &mut Fields, name: String, value: String) -> Result<(), XmlError> {
-    if fields.contains_key(&name) {
-        return Err(XmlError::DuplicateField(name));
+    // One walk of the tree, not a lookup and then an insert: parsing is on the hot path.
+    match fields.entry(name) {
+        std::collections::btree_map::Entry::Occupied(taken) => {
+            Err(XmlError::DuplicateField(taken.key().clone()))
+        }
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(value);
+            Ok(())
+        }
     }
-    fields.insert(name, value);
-    Ok(())
 }
 
 fn field_name(current: &Option<(String, String)>) -> String {
