@@ -1,6 +1,6 @@
 //! The service binaries under test: built once per test process with the cargo that runs the
-//! tests (cheap when they are already fresh) and found in the target directory next to the
-//! test executable, in the same profile.
+//! tests, as `cargo test` at the workspace root builds them (a no-op when that is what is
+//! running), and found in the target directory next to the test executable, same profile.
 //!
 //! `CLUSTER_BIN_DIR` skips the build and uses the binaries in that directory instead, e.g. a
 //! release build or binaries installed on another machine.
@@ -41,24 +41,29 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
         .and_then(Path::parent)
         .with_context(|| format!("{} is not in a cargo target directory", exe.display()))?
         .to_path_buf();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev".to_owned(),
-        Some(other) => other.to_owned(),
+    let profile: &[&str] = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => &[],
+        Some("release") => &["--release"],
+        Some(other) => &["--profile", other],
         None => bail!("unexpected target directory {}", profile_dir.display()),
     };
     let target_dir = profile_dir
         .parent()
         .context("the profile directory has no parent")?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("cluster-tests is not inside the workspace")?;
 
+    // `cargo test --no-run` at the workspace root, not `cargo build -p …`: the binaries then
+    // get the feature set `cargo test` resolves for the whole workspace, so in a `cargo test`
+    // run (CI's) this is a no-op instead of a second build of the dependency tree.
     let mut command = Command::new(env!("CARGO"));
     command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--profile", &profile])
+        .current_dir(workspace)
+        .args(["test", "--no-run", "--quiet"])
+        .args(profile)
         .arg("--target-dir")
         .arg(target_dir);
-    for service in Service::ALL {
-        command.args(["-p", service.package()]);
-    }
     let output = command
         .output()
         .with_context(|| format!("running {command:?}"))?;

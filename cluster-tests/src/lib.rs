@@ -6,7 +6,8 @@
 //! replicas of every service over one database do. This crate's harness can:
 //!
 //! - [`binaries`]: builds `order-svc`, `pay-svc`, `gateway` and `wxpay-sim` once per test run
-//!   (a no-op when they are fresh) and finds them next to the test executable;
+//!   as `cargo test` builds them (a no-op inside a `cargo test` of the workspace) and finds
+//!   them next to the test executable;
 //! - [`Process`]: one binary on a free port of 127.0.0.1 with its own environment and log
 //!   file, waited on until ready, SIGKILLed or SIGTERMed, restarted on the same port, and
 //!   killed when dropped;

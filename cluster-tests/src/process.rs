@@ -41,11 +41,6 @@ impl Service {
         Service::WxpaySim,
     ];
 
-    /// The cargo package that builds it.
-    pub fn package(self) -> &'static str {
-        self.binary()
-    }
-
     /// The executable's file name.
     pub fn binary(self) -> &'static str {
         match self {
