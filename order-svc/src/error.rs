@@ -51,6 +51,10 @@ pub enum OrderError {
 
     #[error("database error")]
     Database(#[from] DbErr),
+
+    /// The task running a store call panicked or was aborted.
+    #[error("store task failed: {0}")]
+    Task(String),
 }
 
 impl OrderError {
@@ -87,6 +91,10 @@ impl From<OrderError> for tonic::Status {
             }
             OrderError::IdsExhausted { .. } => {
                 tracing::error!(error = %err, "id generation");
+                Status::internal("internal error")
+            }
+            OrderError::Task(_) => {
+                tracing::error!(error = %err, "store task");
                 Status::internal("internal error")
             }
             OrderError::Database(db) => {

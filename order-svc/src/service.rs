@@ -45,7 +45,8 @@ impl OrderService for OrderApi {
             req.total_num,
             &req.username,
         )?;
-        let order = self.store.create_order(&new).await?;
+        let store = self.store.clone();
+        let order = to_completion(async move { store.create_order(&new).await }).await?;
         tracing::info!(order_id = %order.id, pay_money = req.pay_money, "order created");
         Ok(Response::new(pb::CreateOrderResponse {
             order: Some(order_to_pb(&order)),
@@ -128,7 +129,8 @@ impl OrderService for OrderApi {
     ) -> Result<Response<pb::CloseOrderResponse>, Status> {
         let req = request.get_ref();
         let close = CloseRequest::new(&req.order_id, &req.reason)?;
-        let result = self.store.close_order(&close).await?;
+        let store = self.store.clone();
+        let result = to_completion(async move { store.close_order(&close).await }).await?;
         let outcome = match result.outcome {
             CloseOutcome::Closed => pb::CloseOrderOutcome::Closed,
             CloseOutcome::AlreadyClosed => pb::CloseOrderOutcome::AlreadyClosed,
@@ -152,7 +154,8 @@ impl OrderApi {
             req.amount_fen,
             &req.time_end,
         )?;
-        let result = self.store.mark_paid(&notice).await?;
+        let store = self.store.clone();
+        let result = to_completion(async move { store.mark_paid(&notice).await }).await?;
         let outcome = match result.outcome {
             PaidOutcome::MarkedPaid => pb::MarkPaidOutcome::MarkedPaid,
             PaidOutcome::AlreadyPaid => pb::MarkPaidOutcome::AlreadyPaid,
@@ -221,4 +224,20 @@ mod tests {
         assert_eq!(rfc3339(None), "");
         Ok(())
     }
+}
+
+/// Runs a store write to completion on its own task, even if the caller gives up (a deadline
+/// passes, the connection closes) and drops this handler halfway. Dropping a transaction while
+/// its `BEGIN` is in flight is not safe in sqlx-postgres 0.9.0: the connection goes back to the
+/// pool inside an open transaction, and later statements on it are not committed
+/// (transact-rs/sqlx#4385; shown by cluster-tests' `cancelled_begin`).
+async fn to_completion<T, F>(write: F) -> Result<T, OrderError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, OrderError>> + Send + 'static,
+{
+    use tracing::Instrument as _;
+    tokio::spawn(write.in_current_span())
+        .await
+        .map_err(|err| OrderError::Task(err.to_string()))?
 }
