@@ -25,6 +25,10 @@ fn config(default: u32) -> Config {
         .unwrap_or(default);
     Config {
         cases,
+        // Some properties skip inputs that do not apply (`prop_assume!`, filters); keep the
+        // limits on those in proportion when PROPTEST_CASES is large.
+        max_global_rejects: (cases / 4).max(1024),
+        max_local_rejects: cases.max(65_536),
         ..Config::default()
     }
 }

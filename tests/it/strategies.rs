@@ -81,11 +81,24 @@ pub fn field_value() -> impl Strategy<Value = String> {
 }
 
 pub fn non_empty_value() -> impl Strategy<Value = String> {
-    field_value().prop_filter("non-empty", |value| !value.is_empty())
+    field_value().prop_map(|value| if value.is_empty() { "x".into() } else { value })
 }
 
 pub fn fields() -> impl Strategy<Value = Fields> {
     btree_map(field_name(), field_value(), 0..12)
+}
+
+pub fn non_empty_fields() -> impl Strategy<Value = Fields> {
+    btree_map(field_name(), field_value(), 1..12)
+}
+
+/// `name`, or `name` followed by enough `_` to be none of `taken`'s names, nor `sign`.
+pub fn fresh_name(taken: &Fields, name: &str) -> String {
+    let mut name = name.to_owned();
+    while name == "sign" || taken.contains_key(&name) {
+        name.push('_');
+    }
+    name
 }
 
 /// A notification to our merchant or another, with well-formed or broken payment fields and

@@ -9,7 +9,9 @@ use proptest::{collection::vec, prelude::*, sample::Index};
 
 use crate::{
     config,
-    strategies::{DOCTYPES, cdata, escaped, field_name, field_value, fields, near_xml},
+    strategies::{
+        DOCTYPES, cdata, escaped, field_name, field_value, fields, near_xml, non_empty_fields,
+    },
 };
 
 /// A document for `fields` in pieces, each whole markup: `<xml>`, then per field its start tag,
@@ -127,7 +129,7 @@ proptest! {
 
     #[test]
     fn a_repeated_field_is_refused(
-        fields in fields().prop_filter("non-empty", |f| !f.is_empty()),
+        fields in non_empty_fields(),
         which in any::<Index>(),
         again in field_value(),
     ) {
