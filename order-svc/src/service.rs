@@ -213,19 +213,6 @@ fn rfc3339(time: Option<NaiveDateTime>) -> String {
         .unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_utc() -> Result<(), chrono::ParseError> {
-        let t = NaiveDateTime::parse_from_str("2014-09-03 05:15:40", "%Y-%m-%d %H:%M:%S")?;
-        assert_eq!(rfc3339(Some(t)), "2014-09-03T05:15:40Z");
-        assert_eq!(rfc3339(None), "");
-        Ok(())
-    }
-}
-
 /// Runs a store write to completion on its own task, even if the caller gives up (a deadline
 /// passes, the connection closes) and drops this handler halfway. Dropping a transaction while
 /// its `BEGIN` is in flight is not safe in sqlx-postgres 0.9.0: the connection goes back to the
@@ -240,4 +227,17 @@ where
     tokio::spawn(write.in_current_span())
         .await
         .map_err(|err| OrderError::Task(err.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() -> Result<(), chrono::ParseError> {
+        let t = NaiveDateTime::parse_from_str("2014-09-03 05:15:40", "%Y-%m-%d %H:%M:%S")?;
+        assert_eq!(rfc3339(Some(t)), "2014-09-03T05:15:40Z");
+        assert_eq!(rfc3339(None), "");
+        Ok(())
+    }
 }
