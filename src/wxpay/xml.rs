@@ -33,6 +33,8 @@ pub enum XmlError {
     DuplicateField(String),
     #[error("field `{0}` contains a nested element")]
     NestedElement(String),
+    #[error("element name `{0}` is not an XML name")]
+    BadName(String),
     #[error("text outside of any field")]
     StrayText,
     #[error("content after </xml>")]
@@ -69,7 +71,7 @@ pub fn parse(body: &[u8]) -> Result<Fields, XmlError> {
             Event::Decl(_) | Event::Comment(_) => {}
             Event::PI(_) => return Err(XmlError::Malformed("processing instruction".into())),
             Event::Start(start) => {
-                let name = start.name().as_ref().to_owned();
+                let name = field_name_of(start.name().as_ref())?;
                 match depth {
                     0 if seen_root => return Err(XmlError::TrailingContent),
                     0 if name != "xml" => return Err(XmlError::WrongRoot(name)),
@@ -80,7 +82,7 @@ pub fn parse(body: &[u8]) -> Result<Fields, XmlError> {
                 depth += 1;
             }
             Event::Empty(start) => {
-                let name = start.name().as_ref().to_owned();
+                let name = field_name_of(start.name().as_ref())?;
                 match depth {
                     0 if seen_root => return Err(XmlError::TrailingContent),
                     0 => return Err(XmlError::WrongRoot(name)),
@@ -149,6 +151,21 @@ pub(crate) fn push_cdata(out: &mut String, value: &str) {
     out.push_str("<![CDATA[");
     out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
     out.push_str("]]>");
+}
+
+/// Refuses element names holding characters no XML name can hold. quick-xml takes anything up
+/// to `>`, space or `/` as a name, and the signature string joins `name=value` pairs with `&`
+/// unescaped: a name like `cash_fee=100&fee_type` would fold two signed fields into one and
+/// drop the second unnoticed.
+fn field_name_of(raw: &str) -> Result<String, XmlError> {
+    let impossible = |c: char| "=&/<>\"'!?;,()[]{}".contains(c) || c.is_whitespace();
+    // Nor can one start with a digit, `-` or `.`.
+    let bad_start = raw.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.');
+    if raw.is_empty() || bad_start || raw.contains(impossible) {
+        Err(XmlError::BadName(raw.to_owned()))
+    } else {
+        Ok(raw.to_owned())
+    }
 }
 
 fn insert(fields: &mut Fields, name: String, value: String) -> Result<(), XmlError> {
@@ -237,6 +254,18 @@ mod tests {
             parse_str("<xml><a>&lol;</a></xml>"),
             Err(XmlError::UnknownEntity("lol".into()))
         );
+    }
+
+    #[test]
+    fn names_that_could_fold_signed_fields_are_rejected() {
+        for bad in [
+            "<xml><b//></xml>",
+            "<xml><a=b>1</a=b></xml>",
+            "<xml><a&b/></xml>",
+        ] {
+            assert!(parse_str(bad).is_err(), "{bad}");
+        }
+        assert!(parse_str("<xml><coupon_fee_0>1</coupon_fee_0></xml>").is_ok());
     }
 
     #[test]
