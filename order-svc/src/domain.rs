@@ -119,15 +119,58 @@ impl NewOrder {
 }
 
 /// Which unpaid orders `ListPendingOrders` wants, checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingQuery {
     pub min_age: Duration,
     pub max_age: Option<Duration>,
     pub limit: u64,
+    /// Only orders after this one in (create_time, id) order; `None`: from the oldest.
+    pub after: Option<PageCursor>,
+}
+
+/// Where a page of pending orders ended: the last order's `(create_time, id)`, the key the
+/// listing is sorted by. Sent to the caller as an opaque `next_page_token`,
+/// `<unix seconds>:<id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub create_time: NaiveDateTime,
+    pub id: String,
+}
+
+impl PageCursor {
+    /// The cursor after `order`, if it has a creation time (every order order-svc created has).
+    pub fn after(order: &order::Model) -> Option<PageCursor> {
+        Some(PageCursor {
+            create_time: order.create_time?,
+            id: order.id.clone(),
+        })
+    }
+
+    pub fn to_token(&self) -> String {
+        format!("{}:{}", self.create_time.and_utc().timestamp(), self.id)
+    }
+
+    pub fn from_token(token: &str) -> Result<PageCursor, OrderError> {
+        let bad = || OrderError::invalid("page_token", "not a token this service returned");
+        let (seconds, id) = token.split_once(':').ok_or_else(bad)?;
+        let create_time = seconds
+            .parse::<i64>()
+            .ok()
+            .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0))
+            .ok_or_else(bad)?
+            .naive_utc();
+        let id = check_id("page_token", id)?;
+        Ok(PageCursor { create_time, id })
+    }
 }
 
 impl PendingQuery {
-    pub fn new(min_age_seconds: i64, max_age_seconds: i64, limit: i32) -> Result<Self, OrderError> {
+    pub fn new(
+        min_age_seconds: i64,
+        max_age_seconds: i64,
+        limit: i32,
+        page_token: &str,
+    ) -> Result<Self, OrderError> {
         if min_age_seconds < 0 {
             return Err(OrderError::invalid("min_age_seconds", "must be >= 0"));
         }
@@ -148,6 +191,10 @@ impl PendingQuery {
             min_age: Duration::seconds(min_age_seconds.min(century)),
             max_age: (max_age_seconds > 0).then(|| Duration::seconds(max_age_seconds.min(century))),
             limit,
+            after: match page_token {
+                "" => None,
+                token => Some(PageCursor::from_token(token)?),
+            },
         })
     }
 }
@@ -402,13 +449,32 @@ mod tests {
 
     #[test]
     fn pending_limit_defaults_and_caps() -> Result<(), OrderError> {
-        assert_eq!(PendingQuery::new(0, 0, 0)?.limit, 100);
-        assert_eq!(PendingQuery::new(0, 0, 5000)?.limit, 1000);
-        assert_eq!(PendingQuery::new(60, 0, 7)?.max_age, None);
-        assert!(PendingQuery::new(-1, 0, 0).is_err());
-        assert!(PendingQuery::new(0, 0, -1).is_err());
-        assert!(PendingQuery::new(600, 60, 0).is_err());
-        assert!(PendingQuery::new(i64::MAX, i64::MAX, 0).is_ok());
+        assert_eq!(PendingQuery::new(0, 0, 0, "")?.limit, 100);
+        assert_eq!(PendingQuery::new(0, 0, 5000, "")?.limit, 1000);
+        assert_eq!(PendingQuery::new(60, 0, 7, "")?.max_age, None);
+        assert!(PendingQuery::new(-1, 0, 0, "").is_err());
+        assert!(PendingQuery::new(0, 0, -1, "").is_err());
+        assert!(PendingQuery::new(600, 60, 0, "").is_err());
+        assert!(PendingQuery::new(i64::MAX, i64::MAX, 0, "").is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_junk_is_refused() -> Result<(), OrderError> {
+        let cursor = PageCursor {
+            create_time: now_utc(),
+            id: "o:1".to_owned(),
+        };
+        let query = PendingQuery::new(0, 0, 0, &cursor.to_token())?;
+        assert_eq!(query.after, Some(cursor));
+        for junk in [
+            "x",
+            "abc:o1",
+            "1700000000:",
+            &format!("1:{}", "9".repeat(33)),
+        ] {
+            assert!(PendingQuery::new(0, 0, 0, junk).is_err(), "{junk}");
+        }
         Ok(())
     }
 

@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 
 use crate::db::entities::{order, order_log};
 use crate::domain::{
-    CloseOutcome, CloseRequest, NewOrder, OrderState, PaidOutcome, PaymentNotice, PendingQuery,
-    check_id,
+    CloseOutcome, CloseRequest, NewOrder, OrderState, PageCursor, PaidOutcome, PaymentNotice,
+    PendingQuery, check_id,
 };
 use crate::error::OrderError;
 use crate::metrics::{self, MarkPaidResult};
@@ -115,10 +115,25 @@ impl OrderService for OrderApi {
         request: Request<pb::ListPendingOrdersRequest>,
     ) -> Result<Response<pb::ListPendingOrdersResponse>, Status> {
         let req = request.get_ref();
-        let query = PendingQuery::new(req.min_age_seconds, req.max_age_seconds, req.limit)?;
+        let query = PendingQuery::new(
+            req.min_age_seconds,
+            req.max_age_seconds,
+            req.limit,
+            &req.page_token,
+        )?;
+        let limit = query.limit;
         let orders = self.store.list_pending(query).await?;
+        // A full page may have more after it; a short one reached the newest pending order.
+        let full_page = u64::try_from(orders.len()).is_ok_and(|n| n >= limit);
+        let next_page_token = orders
+            .last()
+            .filter(|_| full_page)
+            .and_then(PageCursor::after)
+            .map(|cursor| cursor.to_token())
+            .unwrap_or_default();
         Ok(Response::new(pb::ListPendingOrdersResponse {
             orders: orders.iter().map(order_to_pb).collect(),
+            next_page_token,
         }))
     }
 

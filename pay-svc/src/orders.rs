@@ -11,7 +11,8 @@ use paynotify::auth::AttachBearer;
 use paynotify::{
     proto::order::v1::{
         CloseOrderOutcome, CloseOrderRequest, GetOrderRequest, ListPendingOrdersRequest,
-        MarkPaidOutcome, MarkPaidRequest, Order, order_service_client::OrderServiceClient,
+        ListPendingOrdersResponse, MarkPaidOutcome, MarkPaidRequest, Order,
+        order_service_client::OrderServiceClient,
     },
     replicas::Replicas,
     wxpay::client::RetryPolicy,
@@ -151,23 +152,28 @@ impl Orders {
         }
     }
 
-    /// Unpaid, unclosed orders of the given age, oldest first.
+    /// One page of unpaid, unclosed orders of the given age, oldest first, after the page
+    /// that returned `page_token` ("" = from the oldest).
     pub async fn list_pending(
         &self,
         min_age: Duration,
         max_age: Option<Duration>,
         limit: u32,
-    ) -> Result<Vec<Order>, PayError> {
+        page_token: &str,
+    ) -> Result<ListPendingOrdersResponse, PayError> {
         let seconds = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let request = ListPendingOrdersRequest {
             min_age_seconds: seconds(min_age),
             limit: i32::try_from(limit).unwrap_or(i32::MAX),
             max_age_seconds: max_age.map(seconds).unwrap_or(0),
+            page_token: page_token.to_owned(),
         };
-        self.call(|mut client| async move { client.list_pending_orders(request).await })
-            .await
-            .map(|response| response.orders)
-            .map_err(PayError::from_order_svc)
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.list_pending_orders(request).await }
+        })
+        .await
+        .map_err(PayError::from_order_svc)
     }
 
     /// Closes an unpaid order; idempotent, and never closes a paid one.

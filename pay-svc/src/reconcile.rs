@@ -4,6 +4,12 @@
 //! MarkPaid as a notification (`confirm`); CLOSED or REVOKED closes the order in order-svc;
 //! anything else (NOTPAY, USERPAYING, ...) is left for the next run.
 //!
+//! Each run takes the next page of pending orders (`RECONCILE_BATCH` of them) after where the
+//! previous run stopped, and starts again from the oldest once it reaches the newest. Always
+//! taking the oldest page would let a backlog of abandoned (NOTPAY) orders, the common case in
+//! a shop, hide every newer order from reconciliation; walking the pages reaches every pending
+//! order once per `ceil(pending / batch)` runs.
+//!
 //! Several replicas may run this at once: MarkPaid and CloseOrder are idempotent, so the worst
 //! case is a duplicate orderquery. The task stops when the server shuts down.
 
@@ -65,6 +71,7 @@ pub async fn run(confirmer: Confirmer, settings: ReconcileSettings, cancel: Canc
         "reconciliation started"
     );
     let mut delay = first;
+    let mut cursor = PageCursor::default();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -72,7 +79,7 @@ pub async fn run(confirmer: Confirmer, settings: ReconcileSettings, cancel: Canc
         }
         tokio::select! {
             () = cancel.cancelled() => break,
-            result = run_once(&confirmer, &settings, &cancel) => match result {
+            result = run_once(&confirmer, &settings, &mut cursor, &cancel) => match result {
                 Ok(summary) => tracing::info!(?summary, "reconciliation run finished"),
                 Err(err) => tracing::warn!(error = %chain(&err), "reconciliation run failed"),
             },
@@ -82,24 +89,43 @@ pub async fn run(confirmer: Confirmer, settings: ReconcileSettings, cancel: Canc
     tracing::info!("reconciliation stopped");
 }
 
-/// One pass over the pending orders.
+/// Where the walk through the pending orders is: order-svc's page token for the next page,
+/// empty to start from the oldest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageCursor(String);
+
+/// One page of the pending orders, after `cursor`; moves `cursor` on to the next page, or back
+/// to the oldest order when this page was the last.
 pub async fn run_once(
     confirmer: &Confirmer,
     settings: &ReconcileSettings,
+    cursor: &mut PageCursor,
     cancel: &CancellationToken,
 ) -> Result<RunSummary, PayError> {
     let started = Instant::now();
-    let pending = match confirmer
+    let page = match confirmer
         .orders
-        .list_pending(settings.min_age, settings.max_age, settings.batch)
+        .list_pending(
+            settings.min_age,
+            settings.max_age,
+            settings.batch,
+            &cursor.0,
+        )
         .await
     {
-        Ok(pending) => pending,
+        Ok(page) => page,
         Err(err) => {
             metrics::reconcile_run(None, started);
+            // A token order-svc no longer takes (a replica of another version, say) must not
+            // stop reconciliation for good: the next run starts from the oldest again.
+            if matches!(err, PayError::OrderSvc(_)) {
+                *cursor = PageCursor::default();
+            }
             return Err(err);
         }
     };
+    *cursor = PageCursor(page.next_page_token);
+    let pending = page.orders;
     let mut summary = RunSummary {
         pending: pending.len(),
         ..RunSummary::default()

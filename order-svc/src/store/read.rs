@@ -1,6 +1,6 @@
 //! Plain reads: one order, an order's log, and the unpaid orders reconciliation asks about.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::OrderStore;
 use crate::db::entities::{order, order_log, order_status, pay_status};
@@ -27,8 +27,8 @@ impl OrderStore {
             .await?)
     }
 
-    /// Unpaid, unclosed orders in the age window, oldest first (served by the
-    /// `(pay_status, order_status, create_time)` index).
+    /// Unpaid, unclosed orders in the age window after `query.after`, oldest first (served by
+    /// the `(pay_status, order_status, create_time)` index).
     pub async fn list_pending(&self, query: PendingQuery) -> Result<Vec<order::Model>, OrderError> {
         let now = now_utc();
         let mut select = order::Entity::find()
@@ -37,6 +37,17 @@ impl OrderStore {
             .filter(order::Column::CreateTime.lte(now - query.min_age));
         if let Some(max_age) = query.max_age {
             select = select.filter(order::Column::CreateTime.gte(now - max_age));
+        }
+        if let Some(after) = query.after {
+            select = select.filter(
+                Condition::any()
+                    .add(order::Column::CreateTime.gt(after.create_time))
+                    .add(
+                        Condition::all()
+                            .add(order::Column::CreateTime.eq(after.create_time))
+                            .add(order::Column::Id.gt(after.id)),
+                    ),
+            );
         }
         Ok(select
             .order_by_asc(order::Column::CreateTime)

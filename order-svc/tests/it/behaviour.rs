@@ -472,6 +472,7 @@ pub async fn pending_orders_are_filtered_by_age_oldest_first(
                     min_age_seconds,
                     max_age_seconds,
                     limit,
+                    ..Default::default()
                 })
                 .await?;
             let ids: Vec<String> = response
@@ -495,6 +496,59 @@ pub async fn pending_orders_are_filtered_by_age_oldest_first(
     assert_eq!(pending(300, 3600, 0).await?, [ten_minutes.id.as_str()]);
     assert_eq!(pending(3 * 3600, 0, 0).await?, Vec::<String>::new());
     assert_eq!(pending(0, 0, 1).await?, [two_hours.id.as_str()]);
+    Ok(())
+}
+
+/// Reconciliation walks the pending orders page by page: every pending order comes exactly
+/// once, in order, however many share a creation second, and the walk ends with an empty token.
+pub async fn pending_orders_are_walked_a_page_at_a_time(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut expected = Vec::new();
+    for _ in 0..7 {
+        expected.push(h.create_order(100).await?.id);
+    }
+    // Two older orders, and most of the rest created within the same second.
+    h.age_order(&expected[0], 7200).await?;
+    h.age_order(&expected[1], 3600).await?;
+    // One paid while the walk is under way is simply not listed.
+    let paid_midway = expected.pop().unwrap_or_default();
+
+    let mut client = h.client.clone();
+    let mut walked = Vec::new();
+    let mut token = String::new();
+    for page in 0.. {
+        assert!(page < 10, "the walk never ends: {walked:?}");
+        let response = client
+            .list_pending_orders(pb::ListPendingOrdersRequest {
+                limit: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert!(response.orders.len() <= 2);
+        walked.extend(response.orders.into_iter().map(|o| o.id));
+        if page == 0 {
+            h.mark_paid(&paid_midway, &transaction_id(16), 100).await?;
+        }
+        token = response.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    // Orders created in the same second come in id order.
+    let mut same_second = expected.split_off(2);
+    same_second.sort();
+    expected.extend(same_second);
+    assert_eq!(walked, expected);
+
+    let bad = client
+        .list_pending_orders(pb::ListPendingOrdersRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(bad.err().map(|s| s.code()), Some(Code::InvalidArgument));
     Ok(())
 }
 

@@ -177,6 +177,7 @@ on_every_backend!(
     payment_of_a_closed_order_conflicts,
     close_order_is_idempotent_and_never_closes_paid_orders,
     pending_orders_are_filtered_by_age_oldest_first,
+    pending_orders_are_walked_a_page_at_a_time,
     create_order_ids_and_defaults,
     transaction_paying_two_orders_is_refused,
     health_reports_serving,
