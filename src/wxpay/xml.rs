@@ -23,7 +23,7 @@ pub enum XmlError {
     Empty,
     #[error("body is not valid UTF-8")]
     NotUtf8,
-    #[error("DOCTYPE declarations are not accepted")]
+    #[error("DOCTYPE and ENTITY declarations are not accepted")]
     Doctype,
     #[error("entity `&{0};` is not accepted")]
     UnknownEntity(String),
@@ -54,6 +54,9 @@ pub fn parse(body: &[u8]) -> Result<Fields, XmlError> {
     let text = std::str::from_utf8(body).map_err(|_| XmlError::NotUtf8)?;
     if text.trim().is_empty() {
         return Err(XmlError::Empty);
+    }
+    if contains_declaration(text) {
+        return Err(XmlError::Doctype);
     }
     let mut reader = Reader::from_str(text);
     let mut fields = Fields::new();
@@ -146,11 +149,45 @@ pub fn to_xml(fields: &Fields) -> String {
     out
 }
 
-/// Appends `value` as CDATA; a `]]>` inside is split across two sections.
+/// Appends `value` as CDATA. The section is split where its text would otherwise be read as
+/// something else: inside `]]>` (which would end it) and inside `<!` (so no `<!DOCTYPE` or
+/// `<!ENTITY` appears, which `parse` refuses anywhere, as WeChat does). A carriage return goes
+/// between sections as `&#13;`: XML reads a literal `\r` back as `\n` (XML 1.0 §2.11), which
+/// would change a signed value on its way.
 pub(crate) fn push_cdata(out: &mut String, value: &str) {
     out.push_str("<![CDATA[");
-    out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
+    let bytes = value.as_bytes();
+    let mut copied = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let before = &bytes[..at];
+        if byte == b'\r' {
+            out.push_str(&value[copied..at]);
+            out.push_str("]]>&#13;<![CDATA[");
+            copied = at + 1;
+        } else if (byte == b'>' && before.ends_with(b"]]"))
+            || (byte == b'!' && before.ends_with(b"<"))
+        {
+            out.push_str(&value[copied..at]);
+            out.push_str("]]><![CDATA[");
+            copied = at;
+        }
+    }
+    out.push_str(&value[copied..]);
     out.push_str("]]>");
+}
+
+/// SPEC §7.1: any input containing `<!DOCTYPE` or `<!ENTITY` is refused, wherever it stands
+/// (the parser also refuses a DOCTYPE as markup; this catches it as CDATA or comment text too,
+/// and any spelling of its case).
+fn contains_declaration(text: &str) -> bool {
+    text.match_indices("<!").any(|(at, _)| {
+        let rest = text.as_bytes().get(at + 2..).unwrap_or_default();
+        let starts = |word: &[u8]| {
+            rest.get(..word.len())
+                .is_some_and(|r| r.eq_ignore_ascii_case(word))
+        };
+        starts(b"DOCTYPE") || starts(b"ENTITY")
+    })
 }
 
 /// Refuses element names holding characters no XML name can hold. quick-xml takes anything up
@@ -317,7 +354,25 @@ mod tests {
         fields.insert("a".into(), "x]]>y".into());
         fields.insert("b".into(), "支付测试".into());
         fields.insert("c".into(), String::new());
+        fields.insert("d".into(), "a\r\nb\r".into());
+        fields.insert("e".into(), "<!DOCTYPE x><!ENTITY y>".into());
         let xml = to_xml(&fields);
+        assert!(!xml.contains('\r') && !xml.contains("<!DOCTYPE") && !xml.contains("<!ENTITY"));
         assert_eq!(parse_str(&xml).unwrap(), fields);
+    }
+
+    #[test]
+    fn doctype_or_entity_text_is_refused_even_where_inert() {
+        for body in [
+            "<xml><a><![CDATA[<!DOCTYPE x>]]></a></xml>",
+            "<!-- <!entity x> --><xml><a>1</a></xml>",
+        ] {
+            assert_eq!(parse_str(body), Err(XmlError::Doctype), "{body}");
+        }
+        // Escaped, it is text like any other.
+        assert_eq!(
+            parse_str("<xml><a>&lt;!DOCTYPE</a></xml>").unwrap()["a"],
+            "<!DOCTYPE"
+        );
     }
 }
