@@ -6,6 +6,7 @@
 //! - [`auth`]: bearer-token authentication of the internal gRPC calls.
 //! - [`config`]: defaults → TOML file → environment → flags, for every binary.
 //! - [`replicas`]: calls spread over several replicas of a downstream service.
+//! - [`tls`]: optional TLS on the internal gRPC hops (server identity, client trust).
 //! - [`runtime`]: telemetry, shutdown signal, gRPC reflection: what every service shares.
 
 pub mod auth;
@@ -14,4 +15,5 @@ pub mod metrics;
 pub mod proto;
 pub mod replicas;
 pub mod runtime;
+pub mod tls;
 pub mod wxpay;

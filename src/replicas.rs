@@ -2,6 +2,9 @@
 //! downstream address, calls spread round-robin, and a replica that cannot be reached is
 //! skipped (and avoided for a moment) instead of waited on.
 //!
+//! `https://` addresses are dialled over TLS, trusting what the given [`ClientTls`] trusts;
+//! `http://` ones in plaintext.
+//!
 //! Failing over is only safe because every call that goes through here is idempotent
 //! (`ConfirmPayment`, `MarkPaid`, reads); the caller decides what it sends.
 
@@ -16,6 +19,8 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
+use crate::tls::ClientTls;
+
 /// How long a replica that refused a connection is tried last.
 const DOWN_FOR: Duration = Duration::from_secs(2);
 
@@ -25,6 +30,14 @@ pub enum ReplicaError {
     NoAddress { setting: &'static str },
     #[error("{setting}: `{url}` is not a valid URL: {source}")]
     BadUrl {
+        setting: &'static str,
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error(
+        "{setting}: cannot set up TLS for `{url}` (to trust a private CA, set GRPC_TLS_CA_FILE): {source}"
+    )]
+    Tls {
         setting: &'static str,
         url: String,
         source: tonic::transport::Error,
@@ -47,12 +60,14 @@ pub struct Replicas {
 
 impl Replicas {
     /// One lazily connected channel per URL; nothing is dialled until the first call.
-    /// `setting` names the configuration key in error messages.
+    /// `setting` names the configuration key in error messages; `tls` is what `https://`
+    /// URLs trust.
     pub fn connect_lazy(
         setting: &'static str,
         urls: &[String],
         connect_timeout: Duration,
         request_timeout: Duration,
+        tls: &ClientTls,
     ) -> Result<Replicas, ReplicaError> {
         let replicas = urls
             .iter()
@@ -66,6 +81,17 @@ impl Replicas {
                         source,
                     }
                 })?;
+                let endpoint = if endpoint.uri().scheme_str() == Some("https") {
+                    endpoint
+                        .tls_config(tls.config())
+                        .map_err(|source| ReplicaError::Tls {
+                            setting,
+                            url: url.to_owned(),
+                            source,
+                        })?
+                } else {
+                    endpoint
+                };
                 let channel = endpoint
                     .connect_timeout(connect_timeout)
                     .timeout(request_timeout)

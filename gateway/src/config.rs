@@ -5,7 +5,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use paynotify::runtime::LogFormat;
+use paynotify::{runtime::LogFormat, tls::ClientTls};
 use secrecy::SecretString;
 
 #[derive(Clone, Debug, clap::Parser)]
@@ -52,6 +52,11 @@ pub struct Config {
     /// Read GRPC_AUTH_TOKEN from this file instead.
     #[arg(long, env = "GRPC_AUTH_TOKEN_FILE")]
     pub grpc_auth_token_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) trusted for `https://` PAY_SVC_URL addresses; without it, the
+    /// system's trust store. `http://` addresses stay plaintext.
+    #[arg(long, env = "GRPC_TLS_CA_FILE")]
+    pub grpc_tls_ca_file: Option<PathBuf>,
 
     /// Send no token: only when pay-svc runs with GRPC_ALLOW_UNAUTHENTICATED too.
     #[arg(
@@ -101,8 +106,10 @@ impl Config {
         Duration::from_millis(self.upstream_timeout_ms)
     }
 
-    /// Replaces GRPC_AUTH_TOKEN by GRPC_AUTH_TOKEN_FILE's content, when a file is given.
+    /// Replaces GRPC_AUTH_TOKEN by GRPC_AUTH_TOKEN_FILE's content, when a file is given, and
+    /// checks that GRPC_TLS_CA_FILE, when given, holds certificates.
     pub fn resolve_secrets(mut self) -> Result<Config, ConfigError> {
+        self.pay_svc_tls()?;
         if let Some(path) = &self.grpc_auth_token_file {
             let token = std::fs::read_to_string(path).map_err(|e| {
                 invalid(
@@ -115,6 +122,12 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+
+    /// What `https://` pay-svc addresses are checked against.
+    pub fn pay_svc_tls(&self) -> Result<ClientTls, ConfigError> {
+        ClientTls::load(self.grpc_tls_ca_file.as_deref())
+            .map_err(|error| invalid(error.setting, error.problem))
     }
 
     /// Checks every setting; the first bad one is named in the error.
@@ -185,6 +198,7 @@ impl Config {
             max_connections: 4_096,
             grpc_auth_token: None,
             grpc_auth_token_file: None,
+            grpc_tls_ca_file: None,
             grpc_allow_unauthenticated: false,
             log_format: LogFormat::Text,
             config: None,

@@ -62,7 +62,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
 /// Like [`bind`], on a listener bound beforehand: an in-process stack needs the gateway's
 /// address (pay-svc's notify_url) before pay-svc exists, and the gateway needs pay-svc's.
 pub fn serve_on(listener: TcpListener, config: Config) -> anyhow::Result<Server> {
-    let pay_svc = pay_client::connect(&config.pay_svc_urls, config.upstream_timeout())?;
+    let pay_svc = pay_client::connect(&config)?;
     let token = paynotify::config::secret_from_file(
         "GRPC_AUTH_TOKEN_FILE",
         config.grpc_auth_token_file.as_ref(),

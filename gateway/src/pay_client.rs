@@ -1,13 +1,24 @@
-//! The channels to pay-svc, built at start and shared by every request.
+//! The channels to pay-svc, built at start and shared by every request: plaintext for
+//! `http://` addresses, TLS for `https://` ones (trusting GRPC_TLS_CA_FILE, or the system's
+//! trust store).
 
 use std::time::Duration;
 
-use paynotify::replicas::{ReplicaError, Replicas};
+use paynotify::replicas::Replicas;
+
+use crate::Config;
 
 /// pay-svc refuses or accepts a connection quickly on a healthy network.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Lazily connected channels to every configured pay-svc replica.
-pub fn connect(urls: &[String], request_timeout: Duration) -> Result<Replicas, ReplicaError> {
-    Replicas::connect_lazy("PAY_SVC_URL", urls, CONNECT_TIMEOUT, request_timeout)
+pub fn connect(config: &Config) -> anyhow::Result<Replicas> {
+    let tls = config.pay_svc_tls()?;
+    Ok(Replicas::connect_lazy(
+        "PAY_SVC_URL",
+        &config.pay_svc_urls,
+        CONNECT_TIMEOUT,
+        config.upstream_timeout(),
+        &tls,
+    )?)
 }

@@ -10,6 +10,7 @@ use paynotify::metrics::AdminAddr;
 use paynotify::runtime::LogFormat;
 use sea_orm::DbBackend;
 use secrecy::SecretString;
+use tonic::transport::ServerTlsConfig;
 
 /// The default database: a SQLite file next to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/orders.db?mode=rwc";
@@ -56,6 +57,15 @@ pub struct Args {
     #[arg(long, env = "GRPC_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set)]
     pub grpc_allow_unauthenticated: bool,
 
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs
+    /// GRPC_TLS_KEY_FILE. Neither set: plaintext. Callers still need the token.
+    #[arg(long, env = "GRPC_TLS_CERT_FILE")]
+    pub grpc_tls_cert_file: Option<PathBuf>,
+
+    /// The private key (PEM) of GRPC_TLS_CERT_FILE's certificate.
+    #[arg(long, env = "GRPC_TLS_KEY_FILE")]
+    pub grpc_tls_key_file: Option<PathBuf>,
+
     /// Admin HTTP address serving GET /metrics (Prometheus) and GET /healthz; `off` (or
     /// empty) disables it.
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
@@ -97,6 +107,8 @@ pub struct Config {
     pub grpc_auth_token: Option<SecretString>,
     /// Where GET /metrics is served; off for tests unless they ask.
     pub metrics_addr: AdminAddr,
+    /// `None`: plaintext gRPC. Built by [`paynotify::tls::server_config`].
+    pub grpc_tls: Option<ServerTlsConfig>,
 }
 
 impl Config {
@@ -120,6 +132,7 @@ impl Config {
             log_format: LogFormat::Text,
             grpc_auth_token: None,
             metrics_addr: AdminAddr::OFF,
+            grpc_tls: None,
         })
     }
 
@@ -161,6 +174,10 @@ impl TryFrom<Args> for Config {
                 args.grpc_auth_token.as_ref(),
                 args.grpc_auth_token_file.as_ref(),
                 args.grpc_allow_unauthenticated,
+            )?,
+            grpc_tls: paynotify::tls::server_config(
+                args.grpc_tls_cert_file.as_deref(),
+                args.grpc_tls_key_file.as_deref(),
             )?,
         })
     }

@@ -13,7 +13,7 @@ use paynotify::proto::order::v1::order_service_server::OrderServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::{ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -35,6 +35,7 @@ pub struct Server {
     db: DatabaseConnection,
     shutdown_grace: Duration,
     auth: RequireBearer,
+    tls: Option<ServerTlsConfig>,
     admin: Option<AdminServer>,
 }
 
@@ -55,6 +56,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         %local_addr,
         database = %db::redact(&config.database_url),
         schema = ?config.schema,
+        tls = config.grpc_tls.is_some(),
         "order-svc bound"
     );
     Ok(Server {
@@ -63,6 +65,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         db,
         shutdown_grace: config.shutdown_grace,
         auth: RequireBearer::new(config.grpc_auth_token.as_ref()),
+        tls: config.grpc_tls,
         admin,
     })
 }
@@ -118,7 +121,13 @@ impl Server {
         let (reflection_v1, reflection_v1alpha) = paynotify::runtime::reflection_services()?;
         let api = OrderApi::new(OrderStore::new(self.db.clone()));
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let serve = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder
+                .tls_config(tls)
+                .context("GRPC_TLS_CERT_FILE / GRPC_TLS_KEY_FILE")?;
+        }
+        let serve = builder
             .trace_fn(|request| {
                 let request_id = request
                     .headers()

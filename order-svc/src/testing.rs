@@ -203,6 +203,7 @@ fn with_database(admin_url: &str, name: &str) -> String {
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
+    tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -215,6 +216,7 @@ impl TestServer {
 
     /// Starts order-svc with a config of the caller's making (e.g. `SchemaMode::VerifyOnly`).
     pub async fn start_with(config: Config) -> anyhow::Result<Self> {
+        let tls = config.grpc_tls.is_some();
         let server = crate::bind(config).await?;
         let addr = server.local_addr();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
@@ -223,6 +225,7 @@ impl TestServer {
         }));
         Ok(TestServer {
             addr,
+            tls,
             shutdown: Some(shutdown),
             task: Some(task),
         })
@@ -232,9 +235,14 @@ impl TestServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port>`, for `Channel`s and other services' config.
+    /// `http://127.0.0.1:<port>`, for `Channel`s and other services' config; with TLS
+    /// (`Config::grpc_tls`) `https://localhost:<port>`, the name a test certificate carries.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// A connected client.

@@ -8,12 +8,14 @@ use clap::Parser;
 use paynotify::{
     metrics::AdminAddr,
     runtime::LogFormat,
+    tls::{ClientTls, TlsError},
     wxpay::{
         client::{ClientConfig, RetryPolicy},
         sign::SignType,
     },
 };
 use secrecy::{ExposeSecret, SecretString};
+use tonic::transport::ServerTlsConfig;
 
 /// The signature algorithm names as configured (`WXPAY_SIGN_TYPE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -144,6 +146,18 @@ pub struct Config {
     )]
     pub grpc_allow_unauthenticated: bool,
 
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs
+    /// GRPC_TLS_KEY_FILE. Neither set: plaintext. Callers still need the token.
+    #[arg(long, env = "GRPC_TLS_CERT_FILE")]
+    pub grpc_tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of GRPC_TLS_CERT_FILE's certificate.
+    #[arg(long, env = "GRPC_TLS_KEY_FILE")]
+    pub grpc_tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for `https://` ORDER_SVC_URL addresses; without it, the
+    /// system's trust store. `http://` addresses stay plaintext.
+    #[arg(long, env = "GRPC_TLS_CA_FILE")]
+    pub grpc_tls_ca_file: Option<PathBuf>,
+
     /// How long in-flight calls may run on after the shutdown signal.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
@@ -205,8 +219,11 @@ impl Config {
     }
 
     /// Replaces settings given as files (`WXPAY_API_KEY_FILE`, `GRPC_AUTH_TOKEN_FILE`) by the
-    /// files' contents, and checks that a token is set unless authentication is turned off.
+    /// files' contents, checks that a token is set unless authentication is turned off, and
+    /// that the `GRPC_TLS_*` files, when given, load.
     pub fn resolve_secrets(mut self) -> anyhow::Result<Config> {
+        self.server_tls()?;
+        self.order_svc_tls()?;
         if let Some(key) = paynotify::config::secret_from_file(
             "WXPAY_API_KEY_FILE",
             self.wxpay_api_key_file.as_ref(),
@@ -225,6 +242,19 @@ impl Config {
             self.grpc_allow_unauthenticated,
         )?;
         Ok(self)
+    }
+
+    /// The identity PayService is served with over TLS; `None`: plaintext.
+    pub fn server_tls(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
+        paynotify::tls::server_config(
+            self.grpc_tls_cert_file.as_deref(),
+            self.grpc_tls_key_file.as_deref(),
+        )
+    }
+
+    /// What `https://` order-svc addresses are checked against.
+    pub fn order_svc_tls(&self) -> Result<ClientTls, TlsError> {
+        ClientTls::load(self.grpc_tls_ca_file.as_deref())
     }
 
     /// Checks every setting; the first bad one is named in the error.

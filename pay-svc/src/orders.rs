@@ -15,6 +15,7 @@ use paynotify::{
         order_service_client::OrderServiceClient,
     },
     replicas::Replicas,
+    tls::ClientTls,
     wxpay::client::RetryPolicy,
 };
 use secrecy::SecretString;
@@ -65,10 +66,16 @@ impl Orders {
         request_timeout: Duration,
         mark_paid_retry: RetryPolicy,
         auth_token: Option<&SecretString>,
+        tls: &ClientTls,
     ) -> anyhow::Result<Orders> {
         let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
-        let replicas =
-            Replicas::connect_lazy("ORDER_SVC_URL", &urls, connect_timeout, request_timeout)?;
+        let replicas = Replicas::connect_lazy(
+            "ORDER_SVC_URL",
+            &urls,
+            connect_timeout,
+            request_timeout,
+            tls,
+        )?;
         Ok(Orders {
             replicas: Arc::new(replicas),
             outgoing: Outgoing::new(AttachBearer::new(auth_token)?),

@@ -14,7 +14,7 @@ use paynotify::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::{ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -33,6 +33,7 @@ pub struct Server {
     local_addr: SocketAddr,
     service: PayGrpc,
     auth: RequireBearer,
+    tls: Option<ServerTlsConfig>,
     reconcile: Option<ReconcileSettings>,
     shutdown_grace: Duration,
     admin: Option<AdminServer>,
@@ -51,8 +52,10 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         Duration::from_millis(config.order_svc_timeout_ms),
         config.order_svc_retry(),
         config.grpc_auth_token.as_ref(),
+        &config.order_svc_tls()?,
     )
     .with_context(|| format!("invalid ORDER_SVC_URL `{}`", config.order_svc_url))?;
+    let tls = config.server_tls()?;
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding PAY_SVC_ADDR {}", config.addr))?;
@@ -85,6 +88,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         local_addr,
         service,
         auth: RequireBearer::new(config.grpc_auth_token.as_ref()),
+        tls,
         reconcile,
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         admin,
@@ -151,8 +155,14 @@ impl Server {
             }
         };
 
-        tracing::info!(addr = %self.local_addr, "pay-svc listening");
-        let served = tonic::transport::Server::builder()
+        tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "pay-svc listening");
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder
+                .tls_config(tls)
+                .context("GRPC_TLS_CERT_FILE / GRPC_TLS_KEY_FILE")?;
+        }
+        let served = builder
             .trace_fn(|request| {
                 let request_id = request
                     .headers()
