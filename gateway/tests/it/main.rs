@@ -5,7 +5,11 @@
 
 mod fake_pay_svc;
 mod hostile;
+// The test CA and server certificate of order-svc's tests.
+#[path = "../../../order-svc/tests/it/pki.rs"]
+mod pki;
 mod startup;
+mod tls;
 mod verdicts;
 
 use std::{net::SocketAddr, time::Duration};

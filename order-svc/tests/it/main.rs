@@ -7,7 +7,9 @@ mod behaviour;
 mod lifecycle;
 mod multi_server;
 mod original_schema;
+mod pki;
 mod startup;
+mod tls;
 
 use anyhow::Context;
 use order_svc::db::entities::{order, pay_anomaly};

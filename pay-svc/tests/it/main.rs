@@ -4,9 +4,13 @@
 mod confirm;
 mod faults;
 mod measure;
+// The test CA and server certificate of order-svc's tests.
+#[path = "../../../order-svc/tests/it/pki.rs"]
+mod pki;
 mod reconcile;
 mod rotation;
 mod server;
 mod startup;
 mod support;
+mod tls;
 mod wechat;
