@@ -65,6 +65,9 @@ struct Metrics {
     mark_paid_seconds: [Histogram; MarkPaidResult::ALL.len()],
     /// `paid_by_other_transaction`, `paid_after_close`.
     anomalies: [Counter; 2],
+    /// SQLite group commit: groups committed, and the payments in them.
+    paid_groups: Counter,
+    paid_grouped: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -79,7 +82,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "ordersvc_payment_anomalies_total",
         "Payments that could not be applied and were recorded in pay_anomaly for a refund"
     );
+    metrics::describe_counter!(
+        "ordersvc_mark_paid_groups_total",
+        "SQLite: MarkPaid group commits (one transaction and fsync each)"
+    );
+    metrics::describe_counter!(
+        "ordersvc_mark_paid_grouped_total",
+        "SQLite: MarkPaid calls run in group commits; divided by the groups, the mean group size"
+    );
     Metrics {
+        paid_groups: metrics::counter!("ordersvc_mark_paid_groups_total"),
+        paid_grouped: metrics::counter!("ordersvc_mark_paid_grouped_total"),
         mark_paid: MarkPaidResult::ALL
             .map(|r| metrics::counter!("ordersvc_mark_paid_total", "outcome" => r.as_str())),
         mark_paid_seconds: MarkPaidResult::ALL.map(
@@ -107,6 +120,14 @@ pub fn mark_paid(result: MarkPaidResult, started: Instant) {
         .unwrap_or(0);
     METRICS.mark_paid[index].increment(1);
     METRICS.mark_paid_seconds[index].record(seconds_since(started));
+}
+
+/// One SQLite group commit of `payments` MarkPaid calls is about to run.
+pub fn paid_group(payments: usize) {
+    METRICS.paid_groups.increment(1);
+    METRICS
+        .paid_grouped
+        .increment(u64::try_from(payments).unwrap_or(u64::MAX));
 }
 
 /// A payment anomaly recorded for the first time.

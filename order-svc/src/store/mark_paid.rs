@@ -6,10 +6,14 @@
 //! explains why nothing changed; a payment that can never apply (another transaction already
 //! paid, or the order is closed) is recorded once in `pay_anomaly`, whose primary key makes
 //! "once" hold across processes.
+//!
+//! `apply` is the decision inside a transaction it is given; on SQLite that is a savepoint in
+//! a group commit ([`super::paid_writer`]), elsewhere a transaction of its own.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, SqlErr,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, SqlErr,
 };
 
 use super::write::{LogEntry, begin_write, insert_if_absent, insert_log};
@@ -20,11 +24,44 @@ use crate::domain::{
 };
 use crate::error::OrderError;
 
+/// What one MarkPaid decided inside its transaction, and what to announce once committed.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    pub result: MarkPaidResult,
+    /// A payment anomaly this call recorded for the first time.
+    pub new_anomaly: Option<pay_anomaly::Kind>,
+}
+
+impl Applied {
+    /// Logs and counts what was written; called only after the commit, so no log line claims
+    /// a write that was rolled back.
+    fn announce(&self, notice: &PaymentNotice) {
+        if self.result.outcome == PaidOutcome::MarkedPaid {
+            tracing::info!("order marked paid");
+        }
+        if let Some(kind) = self.new_anomaly {
+            tracing::warn!(
+                event = "order.payment_anomaly",
+                kind = kind.as_str(),
+                transaction_id = %notice.transaction_id,
+                amount_fen = notice.amount_fen,
+                "payment conflict recorded for refund"
+            );
+            crate::metrics::anomaly(matches!(kind, pay_anomaly::Kind::PaidAfterClose));
+        }
+    }
+}
+
 impl OrderStore {
     pub async fn mark_paid(&self, notice: &PaymentNotice) -> Result<MarkPaidResult, OrderError> {
         for _ in 0..MAX_RACE_RETRIES {
-            if let Some(result) = self.try_mark_paid(notice).await? {
-                return Ok(result);
+            let applied = match &self.paid_writer {
+                Some(writer) => writer.submit(notice.clone()).await?,
+                None => self.try_mark_paid(notice).await?,
+            };
+            if let Some(applied) = applied {
+                applied.announce(notice);
+                return Ok(applied.result);
             }
         }
         Err(OrderError::Contended {
@@ -32,106 +69,135 @@ impl OrderStore {
         })
     }
 
-    /// `None`: the order became payable only after the update looked (it was created in
-    /// between); running the transaction again will pay it.
-    async fn try_mark_paid(
-        &self,
-        notice: &PaymentNotice,
-    ) -> Result<Option<MarkPaidResult>, OrderError> {
-        let now = now_utc();
+    /// One MarkPaid in a transaction of its own (PostgreSQL and MySQL lock rows, so many
+    /// such transactions commit at once). `None`: run it again (see [`apply`]).
+    async fn try_mark_paid(&self, notice: &PaymentNotice) -> Result<Option<Applied>, OrderError> {
         let _turn = self.writer_turn().await;
-        let txn = begin_write(&self.db).await?;
-        let updated = order::Entity::update_many()
-            .col_expr(order::Column::PayStatus, Expr::value(pay_status::PAID))
-            .col_expr(order::Column::OrderStatus, Expr::value(order_status::PAID))
-            .col_expr(order::Column::PayTime, Expr::value(notice.paid_at))
-            .col_expr(order::Column::UpdateTime, Expr::value(now))
-            .col_expr(
-                order::Column::TransactionId,
-                Expr::value(notice.transaction_id.clone()),
-            )
-            .filter(order::Column::Id.eq(&notice.order_id))
-            .filter(order::Column::PayStatus.eq(pay_status::UNPAID))
-            .filter(order::Column::OrderStatus.eq(order_status::CREATED))
-            .filter(order::Column::PayMoney.eq(notice.amount_fen))
-            .exec(&txn)
-            .await;
-        let updated = match updated {
-            Ok(updated) => updated,
-            // The unique index on transaction_id: this WeChat payment already paid another
-            // order. Nothing can be written (PostgreSQL has aborted the transaction anyway).
-            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(OrderError::TransactionReused {
-                    order_id: notice.order_id.clone(),
-                    transaction_id: notice.transaction_id.clone(),
-                });
-            }
-            Err(err) => return Err(err.into()),
-        };
+        apply_alone(&self.db, notice).await
+    }
+}
 
-        if updated.rows_affected == 1 {
-            insert_log(
-                &txn,
-                LogEntry {
-                    order_id: &notice.order_id,
-                    at: now,
-                    order_status: Some(order_status::PAID.to_owned()),
-                    pay_status: Some(pay_status::PAID.to_owned()),
-                    consign_status: Some(NOT_CONSIGNED.to_owned()),
-                    remarks: paid_remarks(&notice.transaction_id),
-                    money: Some(notice.amount_fen),
-                },
-            )
-            .await?;
-            let order = find_order(&txn, &notice.order_id).await?;
+/// [`apply`] in a transaction of its own: committed on `Ok`, rolled back on `Err`.
+pub(super) async fn apply_alone(
+    db: &DatabaseConnection,
+    notice: &PaymentNotice,
+) -> Result<Option<Applied>, OrderError> {
+    let txn = begin_write(db).await?;
+    match apply(&txn, notice).await {
+        Ok(applied) => {
             txn.commit().await?;
-            tracing::info!("order marked paid");
-            return Ok(Some(MarkPaidResult {
+            Ok(applied)
+        }
+        Err(err) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback after a failed MarkPaid failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The MarkPaid decision inside `txn`, which the caller commits on `Ok` and rolls back on
+/// `Err`. `None`: the order became payable only after the update looked (it was created in
+/// between); running it again will pay it.
+pub(super) async fn apply(
+    txn: &DatabaseTransaction,
+    notice: &PaymentNotice,
+) -> Result<Option<Applied>, OrderError> {
+    let now = now_utc();
+    let updated = order::Entity::update_many()
+        .col_expr(order::Column::PayStatus, Expr::value(pay_status::PAID))
+        .col_expr(order::Column::OrderStatus, Expr::value(order_status::PAID))
+        .col_expr(order::Column::PayTime, Expr::value(notice.paid_at))
+        .col_expr(order::Column::UpdateTime, Expr::value(now))
+        .col_expr(
+            order::Column::TransactionId,
+            Expr::value(notice.transaction_id.clone()),
+        )
+        .filter(order::Column::Id.eq(&notice.order_id))
+        .filter(order::Column::PayStatus.eq(pay_status::UNPAID))
+        .filter(order::Column::OrderStatus.eq(order_status::CREATED))
+        .filter(order::Column::PayMoney.eq(notice.amount_fen))
+        .exec(txn)
+        .await;
+    let updated = match updated {
+        Ok(updated) => updated,
+        // The unique index on transaction_id: this WeChat payment already paid another
+        // order. Nothing can be written (PostgreSQL has aborted the transaction anyway).
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            return Err(OrderError::TransactionReused {
+                order_id: notice.order_id.clone(),
+                transaction_id: notice.transaction_id.clone(),
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
+
+    if updated.rows_affected == 1 {
+        insert_log(
+            txn,
+            LogEntry {
+                order_id: &notice.order_id,
+                at: now,
+                order_status: Some(order_status::PAID.to_owned()),
+                pay_status: Some(pay_status::PAID.to_owned()),
+                consign_status: Some(NOT_CONSIGNED.to_owned()),
+                remarks: paid_remarks(&notice.transaction_id),
+                money: Some(notice.amount_fen),
+            },
+        )
+        .await?;
+        let order = find_order(txn, &notice.order_id).await?;
+        return Ok(Some(Applied {
+            result: MarkPaidResult {
                 outcome: PaidOutcome::MarkedPaid,
                 order,
                 detail: String::new(),
-            }));
-        }
+            },
+            new_anomaly: None,
+        }));
+    }
 
-        // Nothing changed: find out why. On SQLite this transaction still holds the write
-        // lock; elsewhere the order's payment columns can no longer change once paid or closed.
-        let order = find_order(&txn, &notice.order_id).await?;
-        match OrderState::of(&order) {
-            OrderState::Paid if order.transaction_id.as_deref() == Some(&notice.transaction_id) => {
-                txn.rollback().await?;
-                Ok(Some(MarkPaidResult {
+    // Nothing changed: find out why. On SQLite this transaction still holds the write lock;
+    // elsewhere the order's payment columns can no longer change once paid or closed.
+    let order = find_order(txn, &notice.order_id).await?;
+    match OrderState::of(&order) {
+        OrderState::Paid if order.transaction_id.as_deref() == Some(&notice.transaction_id) => {
+            Ok(Some(Applied {
+                result: MarkPaidResult {
                     outcome: PaidOutcome::AlreadyPaid,
                     order,
                     detail: format!("already paid by transaction {}", notice.transaction_id),
-                }))
-            }
-            OrderState::Paid => record_conflict(
-                txn,
-                notice,
-                order,
-                pay_anomaly::Kind::PaidByOtherTransaction,
-            )
-            .await
-            .map(Some),
-            OrderState::Closed => {
-                record_conflict(txn, notice, order, pay_anomaly::Kind::PaidAfterClose)
-                    .await
-                    .map(Some)
-            }
-            OrderState::Unpaid if order.pay_money != Some(notice.amount_fen) => {
-                Err(OrderError::AmountMismatch {
-                    order_id: order.id,
-                    pay_money: order.pay_money.map_or(0, i64::from),
-                    amount_fen: notice.amount_fen.into(),
-                })
-            }
-            OrderState::Unpaid => Ok(None),
-            OrderState::Other => Err(OrderError::UnexpectedState {
-                order_id: order.id,
-                pay_status: order.pay_status.unwrap_or_default(),
-                order_status: order.order_status.unwrap_or_default(),
-            }),
+                },
+                new_anomaly: None,
+            }))
         }
+        OrderState::Paid => record_conflict(
+            txn,
+            notice,
+            order,
+            pay_anomaly::Kind::PaidByOtherTransaction,
+        )
+        .await
+        .map(Some),
+        OrderState::Closed => {
+            record_conflict(txn, notice, order, pay_anomaly::Kind::PaidAfterClose)
+                .await
+                .map(Some)
+        }
+        OrderState::Unpaid if order.pay_money != Some(notice.amount_fen) => {
+            Err(OrderError::AmountMismatch {
+                order_id: order.id,
+                pay_money: order.pay_money.map_or(0, i64::from),
+                amount_fen: notice.amount_fen.into(),
+            })
+        }
+        OrderState::Unpaid => Ok(None),
+        OrderState::Other => Err(OrderError::UnexpectedState {
+            order_id: order.id,
+            pay_status: order.pay_status.unwrap_or_default(),
+            order_status: order.order_status.unwrap_or_default(),
+        }),
     }
 }
 
@@ -147,11 +213,11 @@ async fn find_order(txn: &DatabaseTransaction, order_id: &str) -> Result<order::
 /// Records the payment that could not be applied, once per (order, transaction), with a log
 /// row saying so; the order itself is left as it is.
 async fn record_conflict(
-    txn: DatabaseTransaction,
+    txn: &DatabaseTransaction,
     notice: &PaymentNotice,
     order: order::Model,
     kind: pay_anomaly::Kind,
-) -> Result<MarkPaidResult, OrderError> {
+) -> Result<Applied, OrderError> {
     let now = now_utc();
     let anomaly = pay_anomaly::ActiveModel {
         order_id: Set(notice.order_id.clone()),
@@ -160,10 +226,10 @@ async fn record_conflict(
         amount_fen: Set(notice.amount_fen.into()),
         detected_at: Set(now),
     };
-    let first_report = insert_if_absent(&txn, pay_anomaly::Entity::insert(anomaly)).await?;
+    let first_report = insert_if_absent(txn, pay_anomaly::Entity::insert(anomaly)).await?;
     if first_report {
         insert_log(
-            &txn,
+            txn,
             LogEntry {
                 order_id: &notice.order_id,
                 at: now,
@@ -176,7 +242,6 @@ async fn record_conflict(
         )
         .await?;
     }
-    txn.commit().await?;
     let detail = match kind {
         pay_anomaly::Kind::PaidByOtherTransaction => format!(
             "order already paid by transaction {}; payment {} recorded for refund",
@@ -188,19 +253,12 @@ async fn record_conflict(
             notice.transaction_id
         ),
     };
-    if first_report {
-        tracing::warn!(
-            event = "order.payment_anomaly",
-            kind = kind.as_str(),
-            transaction_id = %notice.transaction_id,
-            amount_fen = notice.amount_fen,
-            "payment conflict recorded for refund"
-        );
-        crate::metrics::anomaly(matches!(kind, pay_anomaly::Kind::PaidAfterClose));
-    }
-    Ok(MarkPaidResult {
-        outcome: PaidOutcome::PaymentConflict,
-        order,
-        detail,
+    Ok(Applied {
+        result: MarkPaidResult {
+            outcome: PaidOutcome::PaymentConflict,
+            order,
+            detail,
+        },
+        new_anomaly: first_report.then_some(kind),
     })
 }

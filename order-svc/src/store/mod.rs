@@ -7,6 +7,7 @@
 mod close;
 mod create;
 mod mark_paid;
+mod paid_writer;
 mod read;
 mod write;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{Mutex, MutexGuard};
 
+use paid_writer::PaidWriter;
 pub(crate) use write::begin_write;
 
 /// Handle to the order tables; cheap to clone (the pool is shared).
@@ -23,13 +25,23 @@ pub struct OrderStore {
     db: DatabaseConnection,
     /// SQLite only: the queue writers of this process wait in for their turn.
     sqlite_writers: Option<Arc<Mutex<()>>>,
+    /// SQLite only: MarkPaid goes through one writer task that commits payments in groups.
+    paid_writer: Option<PaidWriter>,
 }
 
 impl OrderStore {
+    /// On SQLite this starts the group-commit writer task, so it needs a Tokio runtime.
     pub fn new(db: DatabaseConnection) -> Self {
         let sqlite_writers =
             (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        OrderStore { db, sqlite_writers }
+        let paid_writer = sqlite_writers
+            .as_ref()
+            .map(|writers| PaidWriter::start(db.clone(), Arc::clone(writers)));
+        OrderStore {
+            db,
+            sqlite_writers,
+            paid_writer,
+        }
     }
 
     /// On SQLite, waits for this process's turn to write. SQLite admits one writer at a time

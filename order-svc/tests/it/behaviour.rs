@@ -110,6 +110,73 @@ pub async fn concurrent_calls_with_one_transaction_pay_once(
     Ok(())
 }
 
+/// Many different payments at once, good and bad mixed: each call gets its own answer and
+/// only the good ones change anything. On SQLite they are committed in groups, one savepoint
+/// each, so this is also what shows that one bad payment cannot undo or block the others.
+pub async fn mixed_concurrent_payments_each_get_their_own_answer(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut orders = Vec::new();
+    let mut spares = Vec::new();
+    for _ in 0..30 {
+        orders.push(h.create_order(300).await?.id);
+        spares.push(h.create_order(300).await?.id);
+    }
+    let paid_before = h.create_order(300).await?.id;
+    h.mark_paid(&paid_before, &transaction_id(99), 300).await?;
+    // Per order: its right payment, and a payment of an order that does not exist; and on the
+    // spare orders, which nothing pays: a wrong amount, or a transaction that already paid.
+    let mut calls = Vec::new();
+    for (i, (order_id, spare)) in orders.iter().zip(&spares).enumerate() {
+        let n = u32::try_from(i)?;
+        calls.push(("good", order_id.clone(), transaction_id(100 + n), 300));
+        calls.push((
+            "unknown",
+            format!("nosuch{i}"),
+            transaction_id(200 + n),
+            300,
+        ));
+        if i % 2 == 0 {
+            calls.push(("wrong_amount", spare.clone(), transaction_id(300 + n), 299));
+        } else {
+            calls.push(("reused", spare.clone(), transaction_id(99), 300));
+        }
+    }
+    let answers = futures::future::join_all(calls.into_iter().map(|(kind, order_id, tx, fen)| {
+        let client = h.client.clone();
+        tokio::spawn(async move { (kind, mark_paid(&client, &order_id, &tx, fen).await) })
+    }))
+    .await;
+    for answer in answers {
+        let (kind, response) = answer?;
+        match kind {
+            "good" => assert_eq!(outcome(&response?), pb::MarkPaidOutcome::MarkedPaid),
+            "unknown" => assert_eq!(response.err().map(|s| s.code()), Some(Code::NotFound)),
+            _ => assert_eq!(
+                response.err().map(|s| s.code()),
+                Some(Code::FailedPrecondition),
+                "{kind}"
+            ),
+        }
+    }
+    for (i, order_id) in orders.iter().enumerate() {
+        let order = h.get_order(order_id).await?;
+        assert_eq!(order.state(), pb::OrderState::Paid);
+        assert_eq!(
+            order.transaction_id,
+            transaction_id(100 + u32::try_from(i)?)
+        );
+        assert_eq!(h.logs(order_id).await?.len(), 1, "{order_id}");
+        assert!(h.anomalies(order_id).await?.is_empty());
+    }
+    for spare in &spares {
+        assert_eq!(h.get_order(spare).await?.state(), pb::OrderState::Unpaid);
+        assert!(h.logs(spare).await?.is_empty());
+    }
+    Ok(())
+}
+
 pub async fn two_transactions_race_one_wins_other_conflicts_once(
     backend: Backend,
 ) -> anyhow::Result<()> {

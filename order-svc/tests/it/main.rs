@@ -171,6 +171,7 @@ on_every_backend!(
     happy_path_marks_paid_once_with_pay_time_in_utc,
     same_transaction_again_is_already_paid_and_writes_nothing,
     concurrent_calls_with_one_transaction_pay_once,
+    mixed_concurrent_payments_each_get_their_own_answer,
     two_transactions_race_one_wins_other_conflicts_once,
     repeated_conflict_is_recorded_once,
     amount_mismatch_changes_nothing,

@@ -1,0 +1,121 @@
+//! Group commit of MarkPaid on SQLite.
+//!
+//! SQLite has one writer at a time, and with `synchronous=FULL` each commit waits for an
+//! fsync (about 2 ms on a virtio disk), so one transaction per payment caps a process at a
+//! few hundred payments a second however many arrive at once. Here every MarkPaid of the
+//! process is handed to one writer task, which takes whatever is queued (up to
+//! [`MAX_GROUP`]), runs each in its own savepoint of one `BEGIN IMMEDIATE` transaction, and
+//! commits once: one fsync for the group. Only then does it answer each caller, so an answer
+//! still means "durably written". A savepoint keeps one payment's error from undoing the
+//! others; if the group itself cannot commit, each payment is run again in a transaction of its
+//! own, so every caller gets its own answer. Correctness still comes from the conditional
+//! UPDATE in [`super::mark_paid::apply`], not from this task.
+
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::mark_paid::{Applied, apply, apply_alone};
+use super::write::begin_write;
+use crate::domain::PaymentNotice;
+use crate::error::OrderError;
+
+/// The most payments committed together. Larger groups save little once the fsync is shared
+/// and make the first caller in a group wait for the others' statements.
+pub(crate) const MAX_GROUP: usize = 64;
+/// Payments waiting for the writer; a caller beyond this waits to be queued.
+const QUEUE: usize = 1024;
+
+type Answer = Result<Option<Applied>, OrderError>;
+
+struct Job {
+    notice: PaymentNotice,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// The handle callers submit payments through; the task stops when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct PaidWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl PaidWriter {
+    /// Starts the writer task. `writers` is the store's SQLite writer queue: a group takes its
+    /// turn there like any other write transaction of the process.
+    pub(crate) fn start(db: DatabaseConnection, writers: Arc<Mutex<()>>) -> PaidWriter {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, writers, queue));
+        PaidWriter { jobs }
+    }
+
+    /// Queues one payment and waits for it to be committed (or to fail).
+    pub(crate) async fn submit(&self, notice: PaymentNotice) -> Answer {
+        let (answer, answered) = oneshot::channel();
+        let stopped = || OrderError::Task("the MarkPaid writer has stopped".into());
+        self.jobs
+            .send(Job { notice, answer })
+            .await
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(db: DatabaseConnection, writers: Arc<Mutex<()>>, mut queue: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let _turn = writers.lock().await;
+        crate::metrics::paid_group(group.len());
+        match commit_group(&db, &group).await {
+            Ok(answers) => {
+                for (job, answer) in group.drain(..).zip(answers) {
+                    // The caller may have gone; the payment is written either way.
+                    let _ = job.answer.send(answer);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(
+                    error = %err,
+                    payments = group.len(),
+                    "group commit failed; committing its payments one by one"
+                );
+                for job in group.drain(..) {
+                    let answer = apply_alone(&db, &job.notice).await;
+                    let _ = job.answer.send(answer);
+                }
+            }
+        }
+    }
+}
+
+/// Every payment of the group in its own savepoint, then one commit. `Err`: nothing of the
+/// group was committed.
+async fn commit_group(db: &DatabaseConnection, group: &[Job]) -> Result<Vec<Answer>, OrderError> {
+    let txn = begin_write(db).await?;
+    match apply_each(&txn, group).await {
+        Ok(answers) => {
+            txn.commit().await?;
+            Ok(answers)
+        }
+        Err(err) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rolling back a failed group failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn apply_each(txn: &DatabaseTransaction, group: &[Job]) -> Result<Vec<Answer>, OrderError> {
+    let mut answers = Vec::with_capacity(group.len());
+    for job in group {
+        let savepoint = txn.begin().await?;
+        let answer = apply(&savepoint, &job.notice).await;
+        match answer {
+            Ok(_) => savepoint.commit().await?,
+            Err(_) => savepoint.rollback().await?,
+        }
+        answers.push(answer);
+    }
+    Ok(answers)
+}
