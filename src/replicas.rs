@@ -6,7 +6,9 @@
 //! `http://` ones in plaintext.
 //!
 //! Failing over is only safe because every call that goes through here is idempotent
-//! (`ConfirmPayment`, `MarkPaid`, reads); the caller decides what it sends.
+//! (`ConfirmPayment`, `MarkPaid`, reads); the caller decides what it sends. That includes a
+//! call the dying replica may already have carried out: sent again, it is answered as a
+//! duplicate.
 
 use std::{
     future::Future,
@@ -115,8 +117,9 @@ impl Replicas {
     }
 
     /// Calls `call` on one replica, round-robin. When a replica answers UNAVAILABLE (it cannot
-    /// be reached, or it is draining), it is avoided for a moment and the next one is tried,
-    /// so each replica is tried at most once. Other errors are returned as they are.
+    /// be reached, or it is draining) or the connection breaks under the call (it died
+    /// mid-request), it is avoided for a moment and the next one is tried, so each replica is
+    /// tried at most once. Other errors are returned as they are.
     pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
     where
         F: FnMut(Channel) -> Fut,
@@ -126,7 +129,7 @@ impl Replicas {
         for index in self.order() {
             let replica = &self.replicas[index];
             match call(replica.channel.clone()).await {
-                Err(status) if status.code() == Code::Unavailable => {
+                Err(status) if replica_failed(&status) => {
                     tracing::warn!(replica = %replica.url, message = %status.message(), "replica unavailable, trying the next");
                     let until = self.now_ms() + DOWN_FOR.as_millis() as u64;
                     replica.down_until_ms.store(until, Ordering::Relaxed);
@@ -153,5 +156,19 @@ impl Replicas {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// UNAVAILABLE, or the local transport failing under the call: tonic reports a connection that
+/// broke mid-request (a replica killed while serving it) as UNKNOWN with the transport error
+/// as its source, while an UNKNOWN the server itself sent has no source.
+fn replica_failed(status: &Status) -> bool {
+    use std::error::Error as _;
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown => status
+            .source()
+            .is_some_and(|source| source.is::<tonic::transport::Error>()),
+        _ => false,
     }
 }

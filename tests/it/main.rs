@@ -10,6 +10,7 @@ mod fuzz_targets;
 
 mod fuzz;
 mod known_issues;
+mod replicas;
 mod reply_props;
 mod sign_props;
 mod strategies;
