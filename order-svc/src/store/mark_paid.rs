@@ -7,13 +7,13 @@
 //! paid, or the order is closed) is recorded once in `pay_anomaly`, whose primary key makes
 //! "once" hold across processes.
 //!
-//! `apply` is the decision inside a transaction it is given; on SQLite that is a savepoint in
-//! a group commit ([`super::paid_writer`]), elsewhere a transaction of its own.
+//! `apply` is the decision inside a transaction it is given; on SQLite that is shared with
+//! the other payments of a group commit ([`super::paid_writer`]), elsewhere it is its own.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, SqlErr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, SqlErr, UpdateMany,
 };
 
 use super::write::{LogEntry, begin_write, insert_if_absent, insert_log};
@@ -99,13 +99,15 @@ pub(super) async fn apply_alone(
 
 /// The MarkPaid decision inside `txn`, which the caller commits on `Ok` and rolls back on
 /// `Err`. `None`: the order became payable only after the update looked (it was created in
-/// between); running it again will pay it.
+/// between); running it again will pay it. Every refusal (`TransactionReused`,
+/// `AmountMismatch`, `NotFound`, `UnexpectedState`) is decided before the first write: the
+/// SQLite group commit relies on that (`paid_writer::wrote_nothing`).
 pub(super) async fn apply(
     txn: &DatabaseTransaction,
     notice: &PaymentNotice,
 ) -> Result<Option<Applied>, OrderError> {
     let now = now_utc();
-    let updated = order::Entity::update_many()
+    let update = order::Entity::update_many()
         .col_expr(order::Column::PayStatus, Expr::value(pay_status::PAID))
         .col_expr(order::Column::OrderStatus, Expr::value(order_status::PAID))
         .col_expr(order::Column::PayTime, Expr::value(notice.paid_at))
@@ -117,23 +119,10 @@ pub(super) async fn apply(
         .filter(order::Column::Id.eq(&notice.order_id))
         .filter(order::Column::PayStatus.eq(pay_status::UNPAID))
         .filter(order::Column::OrderStatus.eq(order_status::CREATED))
-        .filter(order::Column::PayMoney.eq(notice.amount_fen))
-        .exec(txn)
-        .await;
-    let updated = match updated {
-        Ok(updated) => updated,
-        // The unique index on transaction_id: this WeChat payment already paid another
-        // order. Nothing can be written (PostgreSQL has aborted the transaction anyway).
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            return Err(OrderError::TransactionReused {
-                order_id: notice.order_id.clone(),
-                transaction_id: notice.transaction_id.clone(),
-            });
-        }
-        Err(err) => return Err(err.into()),
-    };
+        .filter(order::Column::PayMoney.eq(notice.amount_fen));
+    let paid = update_if_payable(txn, update, notice).await?;
 
-    if updated.rows_affected == 1 {
+    if let Some(order) = paid {
         insert_log(
             txn,
             LogEntry {
@@ -147,7 +136,6 @@ pub(super) async fn apply(
             },
         )
         .await?;
-        let order = find_order(txn, &notice.order_id).await?;
         return Ok(Some(Applied {
             result: MarkPaidResult {
                 outcome: PaidOutcome::MarkedPaid,
@@ -198,6 +186,35 @@ pub(super) async fn apply(
             pay_status: order.pay_status.unwrap_or_default(),
             order_status: order.order_status.unwrap_or_default(),
         }),
+    }
+}
+
+/// Runs the conditional UPDATE; `Some(order)`, as it is now, when this update paid it. With
+/// `RETURNING` (SQLite, PostgreSQL) the update hands the row back; MySQL has none, so there it
+/// is read afterwards.
+async fn update_if_payable(
+    txn: &DatabaseTransaction,
+    update: UpdateMany<order::Entity>,
+    notice: &PaymentNotice,
+) -> Result<Option<order::Model>, OrderError> {
+    // The unique index on transaction_id: this WeChat payment already paid another order.
+    // Nothing was written (PostgreSQL has aborted the transaction anyway).
+    let refused = |err: DbErr| match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => OrderError::TransactionReused {
+            order_id: notice.order_id.clone(),
+            transaction_id: notice.transaction_id.clone(),
+        },
+        _ => err.into(),
+    };
+    if txn.support_returning() {
+        let mut rows = update.exec_with_returning(txn).await.map_err(refused)?;
+        return Ok(rows.pop());
+    }
+    let updated = update.exec(txn).await.map_err(refused)?;
+    if updated.rows_affected == 1 {
+        Ok(Some(find_order(txn, &notice.order_id).await?))
+    } else {
+        Ok(None)
     }
 }
 

@@ -4,16 +4,16 @@
 //! fsync (about 2 ms on a virtio disk), so one transaction per payment caps a process at a
 //! few hundred payments a second however many arrive at once. Here every MarkPaid of the
 //! process is handed to one writer task, which takes whatever is queued (up to
-//! [`MAX_GROUP`]), runs each in its own savepoint of one `BEGIN IMMEDIATE` transaction, and
+//! [`MAX_GROUP`]), runs them one after another in one `BEGIN IMMEDIATE` transaction, and
 //! commits once: one fsync for the group. Only then does it answer each caller, so an answer
-//! still means "durably written". A savepoint keeps one payment's error from undoing the
-//! others; if the group itself cannot commit, each payment is run again in a transaction of its
-//! own, so every caller gets its own answer. Correctness still comes from the conditional
+//! still means "durably written". A refused payment writes nothing, so it cannot undo the
+//! others ([`apply_each`]); if the group itself cannot commit, each payment is run again in a
+//! transaction of its own, so every caller gets its own answer. Correctness still comes from the conditional
 //! UPDATE in [`super::mark_paid::apply`], not from this task.
 
 use std::sync::Arc;
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::mark_paid::{Applied, apply, apply_alone};
@@ -88,7 +88,7 @@ async fn run(db: DatabaseConnection, writers: Arc<Mutex<()>>, mut queue: mpsc::R
     }
 }
 
-/// Every payment of the group in its own savepoint, then one commit. `Err`: nothing of the
+/// Every payment of the group, then one commit. `Err`: nothing of the
 /// group was committed.
 async fn commit_group(db: &DatabaseConnection, group: &[Job]) -> Result<Vec<Answer>, OrderError> {
     let txn = begin_write(db).await?;
@@ -106,16 +106,38 @@ async fn commit_group(db: &DatabaseConnection, group: &[Job]) -> Result<Vec<Answ
     }
 }
 
+/// No savepoint per payment: on SQLite a failed statement undoes its own changes, and every
+/// way `apply` refuses a payment comes before the payment's first write (see
+/// [`wrote_nothing`]), so a refused payment leaves nothing behind and the group goes on. An
+/// error that may come after a write fails the group, which is then rolled back and run one
+/// by one. (A savepoint each would cost two more round trips to SQLite's thread per payment,
+/// on the one path every payment waits in.)
 async fn apply_each(txn: &DatabaseTransaction, group: &[Job]) -> Result<Vec<Answer>, OrderError> {
     let mut answers = Vec::with_capacity(group.len());
     for job in group {
-        let savepoint = txn.begin().await?;
-        let answer = apply(&savepoint, &job.notice).await;
-        match answer {
-            Ok(_) => savepoint.commit().await?,
-            Err(_) => savepoint.rollback().await?,
+        match apply(txn, &job.notice).await {
+            Err(err) if !wrote_nothing(&err) => return Err(err),
+            answer => answers.push(answer),
         }
-        answers.push(answer);
     }
     Ok(answers)
+}
+
+/// Whether `apply` failing with `err` has written nothing: the refusals it decides before
+/// writing (the order is missing, in another state, asks another amount), and the duplicate
+/// `transaction_id` of its first statement, which SQLite rolls back by itself. Anything else
+/// may come after the UPDATE or the log row.
+fn wrote_nothing(err: &OrderError) -> bool {
+    match err {
+        OrderError::TransactionReused { .. }
+        | OrderError::AmountMismatch { .. }
+        | OrderError::NotFound { .. }
+        | OrderError::UnexpectedState { .. }
+        | OrderError::InvalidArgument { .. }
+        | OrderError::AlreadyExists { .. } => true,
+        OrderError::Contended { .. }
+        | OrderError::IdsExhausted { .. }
+        | OrderError::Database(_)
+        | OrderError::Task(_) => false,
+    }
 }
