@@ -4,15 +4,21 @@
 //! from an orderquery it already made, so the record is handed in instead of fetched twice.
 
 use paynotify::{
-    proto::{order::v1::MarkPaidOutcome, pay::v1::NotifyOutcome},
+    proto::{
+        order::v1::{MarkPaidOutcome, OrderState},
+        pay::v1::NotifyOutcome,
+    },
     wxpay::client::{OrderQuery, OrderRef},
 };
+
+use std::sync::Arc;
 
 use crate::{
     claim::{PaymentClaim, check_against_order, check_against_query},
     error::PayError,
     metrics::QuerySource,
     orders::{MarkPaid, Orders},
+    paid_orders::PaidOrders,
     verdict::Verdict,
     wechat::Wechat,
 };
@@ -27,6 +33,8 @@ pub enum Evidence<'a> {
 pub struct Confirmer {
     pub orders: Orders,
     pub wechat: Wechat,
+    /// Orders seen paid, so duplicates skip order-svc too.
+    pub paid: Arc<PaidOrders>,
 }
 
 impl Confirmer {
@@ -37,13 +45,26 @@ impl Confirmer {
         claim: &PaymentClaim,
         evidence: Evidence<'_>,
     ) -> Result<Verdict, PayError> {
-        // 4b. Our order.
+        // 4b. Our order. Already known paid by this transaction: a duplicate, as order-svc
+        // would say (see `check_against_order`).
+        if self
+            .paid
+            .paid_by(&claim.out_trade_no, &claim.transaction_id)
+        {
+            return Ok(Verdict::new(
+                NotifyOutcome::Duplicate,
+                "already paid by this transaction",
+            ));
+        }
         let Some(order) = self.orders.get(&claim.out_trade_no).await? else {
             return Ok(Verdict::new(
                 NotifyOutcome::UnknownOrder,
                 "no such order in order-svc",
             ));
         };
+        if order.state() == OrderState::Paid {
+            self.paid.remember(&order.id, &order.transaction_id);
+        }
         if let Some(verdict) = check_against_order(claim, &order) {
             return Ok(verdict);
         }
@@ -78,7 +99,15 @@ impl Confirmer {
         }
 
         // 6. Mark it paid, with the amount WeChat confirmed.
-        Ok(verdict_for(self.orders.mark_paid(claim).await?))
+        let verdict = verdict_for(self.orders.mark_paid(claim).await?);
+        if matches!(
+            verdict.outcome,
+            NotifyOutcome::Paid | NotifyOutcome::Duplicate
+        ) {
+            self.paid
+                .remember(&claim.out_trade_no, &claim.transaction_id);
+        }
+        Ok(verdict)
     }
 }
 

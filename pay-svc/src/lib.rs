@@ -18,6 +18,7 @@ pub mod error;
 pub mod metrics;
 pub mod notification;
 pub mod orders;
+pub mod paid_orders;
 pub mod reconcile;
 pub mod request_id;
 pub mod server;

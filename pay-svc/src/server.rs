@@ -3,7 +3,7 @@
 //! [`Server::run_until`] serves PayService with health and reflection, runs reconciliation in
 //! the background, and drains gracefully when the shutdown future resolves.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use paynotify::{
@@ -22,6 +22,7 @@ use crate::{
     confirm::Confirmer,
     notification::Merchant,
     orders::Orders,
+    paid_orders::PaidOrders,
     reconcile::{self, ReconcileSettings},
     service::PayGrpc,
     wechat::Wechat,
@@ -80,7 +81,11 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
             api_key: config.wxpay_api_key.clone(),
         },
         previous_api_key: config.wxpay_api_key_previous.clone(),
-        confirmer: Confirmer { orders, wechat },
+        confirmer: Confirmer {
+            orders,
+            wechat,
+            paid: Arc::new(PaidOrders::new(config.paid_cache_entries)),
+        },
         notify_url: config.wxpay_notify_url.clone(),
     };
     Ok(Server {

@@ -70,3 +70,33 @@ async fn wechat_api_failing_gets_fail_and_nothing_changes() {
     let (_, reply) = post(&stack, sign(&notification)).await;
     assert!(is_success(&reply), "{reply}");
 }
+
+/// A payment pay-svc has seen recorded is final, so WeChat's resends of its notification are
+/// acknowledged from pay-svc's memory, even while order-svc is down; a payment it has not seen
+/// still gets FAIL until order-svc is back.
+#[tokio::test]
+async fn resends_of_a_recorded_payment_are_acknowledged_while_order_svc_is_down() {
+    let mut stack = start(Backend::Sqlite).await;
+    let order = new_order(&stack, 770).await;
+    let notification = paid_notification(&stack, &order).await;
+    let (_, reply) = post(&stack, sign(&notification)).await;
+    assert!(is_success(&reply), "{reply}");
+    let other = new_order(&stack, 660).await;
+    let unseen = paid_notification(&stack, &other).await;
+    let orderqueries = stack.sim_client().stats().await.unwrap().orderquery_calls;
+
+    stack.stop_order_svc().await.unwrap();
+    for _ in 0..3 {
+        let (_, reply) = post(&stack, sign(&notification)).await;
+        assert!(is_success(&reply), "{reply}");
+    }
+    let (_, reply) = post(&stack, sign(&unseen)).await;
+    assert!(is_fail(&reply), "{reply}");
+    assert_eq!(
+        stack.sim_client().stats().await.unwrap().orderquery_calls,
+        orderqueries,
+        "a resend spent an orderquery"
+    );
+    stack.restart_order_svc().await.unwrap();
+    assert_paid_once(&stack, &order.id, &notification.transaction_id).await;
+}
