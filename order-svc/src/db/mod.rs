@@ -18,6 +18,9 @@ use crate::config::{Config, SchemaMode};
 /// How long a SQLite writer waits for the write lock before failing with "database is locked".
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const POOL_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// Opens the connection pool for `config.database_url`.
 pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     if config.backend() == DbBackend::Sqlite {
@@ -31,6 +34,10 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
         .connect_timeout(config.acquire_timeout)
         // Statement logging would put payment details in the log at INFO; spans remain.
         .sqlx_logging(false)
+        // Ping a pooled connection only when it has been idle for a while (a server or a
+        // proxy may have closed it), not before every query: under load that ping was one
+        // more round trip per statement.
+        .test_before_acquire_if_idle_for(POOL_PING_IF_IDLE_FOR)
         .map_sqlx_sqlite_opts(|options| {
             options
                 // Readers never block the writer, and the busy handler covers the rest.
