@@ -2,6 +2,8 @@
 //! crash or `kill -9` mid-request) costs nothing but a retry on the next replica, since every
 //! call made through it is idempotent.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use paynotify::{replicas::Replicas, tls::ClientTls};
