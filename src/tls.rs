@@ -79,7 +79,7 @@ pub fn server_config(
                     "`{}` and {CERT_FILE} `{}` do not make a usable identity: {}",
                     key_file.display(),
                     cert_file.display(),
-                    chain(&error)
+                    crate::error_chain(&error)
                 ),
             )
         })?;
@@ -115,18 +115,6 @@ impl ClientTls {
             None => ClientTlsConfig::new().with_native_roots(),
         }
     }
-}
-
-/// An error and its sources on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -2,8 +2,6 @@
 //!
 //! Callers get a terse status with a stable code; the full source chain goes to the log.
 
-use std::error::Error as _;
-
 use sea_orm::DbErr;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +96,7 @@ impl From<OrderError> for tonic::Status {
                 Status::internal("internal error")
             }
             OrderError::Database(db) => {
-                tracing::error!(error = %source_chain(&err), "database");
+                tracing::error!(error = %paynotify::error_chain(&err), "database");
                 match db {
                     // The pool is exhausted or the database unreachable: worth a retry later.
                     DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
@@ -109,18 +107,6 @@ impl From<OrderError> for tonic::Status {
             }
         }
     }
-}
-
-/// `err: cause: cause …`, for one log line.
-fn source_chain(err: &OrderError) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }
 
 #[cfg(test)]

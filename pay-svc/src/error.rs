@@ -46,16 +46,7 @@ pub fn is_transient(status: &tonic::Status) -> bool {
 }
 
 /// `err` and its sources, joined: what the log gets, while the caller gets a terse status.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
+pub use paynotify::error_chain as chain;
 
 impl From<PayError> for tonic::Status {
     fn from(err: PayError) -> tonic::Status {

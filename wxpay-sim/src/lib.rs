@@ -39,14 +39,4 @@ pub use model::{Attempt, NewOrder, PayResult, ReplayResult, SimOrder, SimStats, 
 pub use notification::{Notification, signed_notification, signed_xml};
 pub use server::{Server, bind};
 
-/// An error and its sources on one line, for logs and attempt records.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use paynotify::error_chain;
