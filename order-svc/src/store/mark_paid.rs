@@ -55,8 +55,12 @@ impl Applied {
 impl OrderStore {
     pub async fn mark_paid(&self, notice: &PaymentNotice) -> Result<MarkPaidResult, OrderError> {
         for _ in 0..MAX_RACE_RETRIES {
-            let applied = match &self.paid_writer {
-                Some(writer) => writer.submit(notice.clone()).await?,
+            let grouped = match &self.paid_writer {
+                Some(writer) => writer.submit(notice.clone()).await,
+                None => None,
+            };
+            let applied = match grouped {
+                Some(answer) => answer?,
                 None => self.try_mark_paid(notice).await?,
             };
             if let Some(applied) = applied {

@@ -8,8 +8,9 @@
 //! commits once: one fsync for the group. Only then does it answer each caller, so an answer
 //! still means "durably written". A refused payment writes nothing, so it cannot undo the
 //! others ([`apply_each`]); if the group itself cannot commit, each payment is run again in a
-//! transaction of its own, so every caller gets its own answer. Correctness still comes from the conditional
-//! UPDATE in [`super::mark_paid::apply`], not from this task.
+//! transaction of its own, so every caller gets its own answer. Correctness still comes from
+//! the conditional UPDATE in [`super::mark_paid::apply`], not from this task: should the task
+//! ever stop, callers pay in a transaction of their own instead.
 
 use std::sync::Arc;
 
@@ -49,15 +50,18 @@ impl PaidWriter {
         PaidWriter { jobs }
     }
 
-    /// Queues one payment and waits for it to be committed (or to fail).
-    pub(crate) async fn submit(&self, notice: PaymentNotice) -> Answer {
+    /// Queues one payment and waits for it to be committed (or to fail). `None`: the writer
+    /// task has stopped (it panicked), and the caller must pay on its own.
+    pub(crate) async fn submit(&self, notice: PaymentNotice) -> Option<Answer> {
         let (answer, answered) = oneshot::channel();
-        let stopped = || OrderError::Task("the MarkPaid writer has stopped".into());
-        self.jobs
-            .send(Job { notice, answer })
-            .await
-            .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        let answer = match self.jobs.send(Job { notice, answer }).await {
+            Ok(()) => answered.await.ok(),
+            Err(_) => None,
+        };
+        if answer.is_none() {
+            tracing::error!("the MarkPaid writer has stopped; paying in a transaction of its own");
+        }
+        answer
     }
 }
 
