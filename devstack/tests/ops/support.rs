@@ -1,18 +1,17 @@
-//! A stack per test, notifications by hand, and reading `/metrics`.
+//! A stack per test, notifications by hand, and reading `/metrics`. Starting a stack, creating
+//! and paying orders come from `tests/it/support.rs`, shared with that suite.
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use devstack::{Stack, StackConfig};
-use order_svc::testing::{Backend, TestDatabase};
-use paynotify::{
-    proto::{
-        order::v1::{CreateOrderRequest, Order},
-        pay::v1::CreateNativePayRequest,
-    },
-    wxpay::sign::SignType,
-};
+use devstack::Stack;
+use order_svc::testing::Backend;
 use tokio::sync::{Mutex, MutexGuard};
-use wxpay_sim::{Notification, config::DEMO_API_KEY, signed_notification};
+
+#[path = "../it/support.rs"]
+#[allow(dead_code)] // this suite uses only part of it
+mod shared;
+
+pub use shared::{TestStack, new_order, paid_notification, sign};
 
 /// Tests that count or capture traffic hold this, so they never overlap.
 pub async fn serial() -> MutexGuard<'static, ()> {
@@ -20,72 +19,9 @@ pub async fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
-/// A running stack and the database under it (dropped after the stack).
-pub struct TestStack {
-    pub stack: Stack,
-    _database: TestDatabase,
-}
-
-impl std::ops::Deref for TestStack {
-    type Target = Stack;
-    fn deref(&self) -> &Stack {
-        &self.stack
-    }
-}
-
+/// A stack on SQLite (what these suites need; the backends are covered by `tests/it`).
 pub async fn start() -> TestStack {
-    let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
-    let stack = Stack::start(StackConfig::for_tests(database.url()))
-        .await
-        .unwrap();
-    TestStack {
-        stack,
-        _database: database,
-    }
-}
-
-/// An unpaid order that WeChat (the simulator) knows through unifiedorder.
-pub async fn new_order(stack: &Stack, pay_money: i64) -> Order {
-    let order = stack
-        .order_client()
-        .unwrap()
-        .create_order(CreateOrderRequest {
-            pay_money,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap();
-    stack
-        .pay_client()
-        .unwrap()
-        .create_native_pay(CreateNativePayRequest {
-            out_trade_no: order.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    order
-}
-
-/// Pays `order` in the simulator without notifying; returns the notification WeChat would
-/// send for it.
-pub async fn paid_notification(stack: &Stack, order: &Order) -> Notification {
-    let paid = stack.sim_client().pay(&order.id, false).await.unwrap();
-    let mut notification = Notification::paid(
-        &stack.config.appid,
-        &stack.config.mch_id,
-        &order.id,
-        paid.total_fee,
-    );
-    notification.transaction_id = paid.transaction_id;
-    notification
-}
-
-pub fn sign(notification: &Notification) -> String {
-    signed_notification(notification, DEMO_API_KEY, SignType::Md5)
+    shared::start(Backend::Sqlite).await
 }
 
 /// What the gateway answered a notification.
