@@ -5,6 +5,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
+use super::read::find_order;
 use super::write::{LogEntry, begin_write, insert_log};
 use super::{MAX_RACE_RETRIES, OrderStore};
 use crate::db::entities::{NOT_CONSIGNED, order, order_status, pay_status};
@@ -42,12 +43,7 @@ impl OrderStore {
             .filter(order::Column::OrderStatus.eq(order_status::CREATED))
             .exec(&txn)
             .await?;
-        let order = order::Entity::find_by_id(&request.order_id)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| OrderError::NotFound {
-                order_id: request.order_id.clone(),
-            })?;
+        let order = find_order(&txn, &request.order_id).await?;
 
         if updated.rows_affected == 1 {
             insert_log(

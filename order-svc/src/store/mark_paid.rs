@@ -16,6 +16,7 @@ use sea_orm::{
     EntityTrait, QueryFilter, SqlErr, UpdateMany,
 };
 
+use super::read::find_order;
 use super::write::{LogEntry, begin_write, insert_if_absent, insert_log};
 use super::{MAX_RACE_RETRIES, OrderStore};
 use crate::db::entities::{NOT_CONSIGNED, order, order_status, pay_anomaly, pay_status};
@@ -220,15 +221,6 @@ async fn update_if_payable(
     } else {
         Ok(None)
     }
-}
-
-async fn find_order(txn: &DatabaseTransaction, order_id: &str) -> Result<order::Model, OrderError> {
-    order::Entity::find_by_id(order_id)
-        .one(txn)
-        .await?
-        .ok_or_else(|| OrderError::NotFound {
-            order_id: order_id.to_owned(),
-        })
 }
 
 /// Records the payment that could not be applied, once per (order, transaction), with a log
