@@ -3,6 +3,8 @@
 //! A notification's claim makes this path call orderquery itself; reconciliation's claim comes
 //! from an orderquery it already made, so the record is handed in instead of fetched twice.
 
+use std::sync::Arc;
+
 use paynotify::{
     proto::{
         order::v1::{MarkPaidOutcome, OrderState},
@@ -10,8 +12,6 @@ use paynotify::{
     },
     wxpay::client::{OrderQuery, OrderRef},
 };
-
-use std::sync::Arc;
 
 use crate::{
     claim::{PaymentClaim, check_against_order, check_against_query},
