@@ -2,26 +2,19 @@
 //! setting stops the start with one line naming it (exit status 2), LOG_FORMAT=json makes
 //! the log lines JSON, and the documented example config parses into a valid `Config`.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Command, Output, Stdio},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Output, time::Duration};
 
 use clap::CommandFactory;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gateway");
 const TOKEN: &str = "gateway-startup-token-0123456789";
 
+#[path = "../../../tests/shared/binary.rs"]
+mod binary;
+
 /// Runs the binary with exactly `env` as its environment.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BINARY)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+    binary::run(BINARY, args, env)
 }
 
 fn example() -> PathBuf {
@@ -30,18 +23,7 @@ fn example() -> PathBuf {
 
 #[test]
 fn help_lists_every_setting_and_its_environment_variable() {
-    let output = run(&["--help"], &[]);
-    assert!(output.status.success());
-    let help = String::from_utf8(output.stdout).unwrap();
-    for arg in gateway::Config::command().get_arguments() {
-        if let Some(env) = arg.get_env() {
-            let env = env.to_str().unwrap();
-            assert!(
-                help.contains(&format!("[env: {env}")),
-                "{env} missing:\n{help}"
-            );
-        }
-    }
+    let help = binary::help_naming_every_variable(BINARY, &gateway::Config::command());
     assert!(help.contains("--config"), "{help}");
 }
 
@@ -81,10 +63,7 @@ fn bad_settings_stop_the_start_naming_the_setting() {
     ];
     for (env, args, setting) in cases {
         let output = run(args, env);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{env:?} {args:?}: {stderr}");
-        assert!(stderr.contains(setting), "{env:?} {args:?}: {stderr}");
-        assert!(stderr.starts_with("error: "), "{stderr}");
+        binary::assert_refused_naming(&output, setting, &format!("{env:?} {args:?}"));
     }
 
     let file = std::env::temp_dir().join(format!("gateway-bad-{}.toml", std::process::id()));
@@ -94,40 +73,24 @@ fn bad_settings_stop_the_start_naming_the_setting() {
     )
     .unwrap();
     let output = run(&["--config", file.to_str().unwrap()], &[token]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = binary::assert_refused_naming(&output, "`upstream_timout_ms`", "unknown key");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("`upstream_timout_ms`"), "{stderr}");
     std::fs::remove_file(file).unwrap();
 }
 
 #[test]
 fn log_format_json_makes_json_lines() {
-    let mut child = Command::new(BINARY)
-        .env_clear()
-        .envs([
+    let json = binary::first_log_line(
+        BINARY,
+        &[
             ("GATEWAY_ADDR", "127.0.0.1:0"),
             ("GRPC_AUTH_TOKEN", TOKEN),
             ("LOG_FORMAT", "json"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = line_tx.send(line);
-    });
-    let line = line_rx.recv_timeout(Duration::from_secs(20));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let line = line.expect("no log line within 20 s");
-    let json: serde_json::Value = serde_json::from_str(&line).expect(&line);
-    assert_eq!(json["level"], "INFO", "{line}");
-    assert_eq!(json["message"], "gateway listening", "{line}");
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(json["level"], "INFO", "{json}");
+    assert_eq!(json["message"], "gateway listening", "{json}");
 }
 
 #[test]

@@ -4,25 +4,19 @@
 //! setting stops the start with one line naming it (exit status 2), LOG_FORMAT=json makes
 //! the log lines JSON, and the documented example config parses into a valid `Config`.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Command, Output, Stdio},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Output, time::Duration};
 
 use clap::CommandFactory;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_pay-svc");
 const TOKEN: &str = "pay-svc-startup-token-0123456789";
 
+#[path = "../../../tests/shared/binary.rs"]
+mod binary;
+
+/// Runs the binary with exactly `env` as its environment.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BINARY)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+    binary::run(BINARY, args, env)
 }
 
 fn temp_file(name: &str, content: &str) -> PathBuf {
@@ -33,18 +27,7 @@ fn temp_file(name: &str, content: &str) -> PathBuf {
 
 #[test]
 fn help_lists_every_setting_and_its_environment_variable() {
-    let output = run(&["--help"], &[]);
-    assert!(output.status.success());
-    let help = String::from_utf8(output.stdout).unwrap();
-    for arg in pay_svc::Config::command().get_arguments() {
-        if let Some(env) = arg.get_env() {
-            let env = env.to_str().unwrap();
-            assert!(
-                help.contains(&format!("[env: {env}")),
-                "{env} missing:\n{help}"
-            );
-        }
-    }
+    let help = binary::help_naming_every_variable(BINARY, &pay_svc::Config::command());
     for setting in ["--config", "METRICS_ADDR", "WXPAY_API_KEY_PREVIOUS_FILE"] {
         assert!(help.contains(setting), "{setting}:\n{help}");
     }
@@ -87,10 +70,7 @@ fn bad_settings_stop_the_start_naming_the_setting() {
     ];
     for (env, setting) in cases {
         let output = run(&[], env);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
-        assert!(stderr.starts_with("error: "), "{env:?}: {stderr}");
-        assert!(stderr.contains(setting), "{env:?}: {stderr}");
+        let stderr = binary::assert_refused_naming(&output, setting, &format!("{env:?}"));
         assert!(
             !stderr.contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"),
             "{stderr}"
@@ -102,41 +82,25 @@ fn bad_settings_stop_the_start_naming_the_setting() {
         "wxpay_mch_id = \"1473426802\"\nwxpay_app_id = \"x\"\n",
     );
     let output = run(&["--config", file.to_str().unwrap()], &[token]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = binary::assert_refused_naming(&output, "`wxpay_app_id`", "unknown key");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("`wxpay_app_id`"), "{stderr}");
     std::fs::remove_file(file).unwrap();
 }
 
 #[test]
 fn log_format_json_makes_json_lines() {
-    let mut child = Command::new(BINARY)
-        .env_clear()
-        .envs([
+    let json = binary::first_log_line(
+        BINARY,
+        &[
             ("PAY_SVC_ADDR", "127.0.0.1:0"),
             ("METRICS_ADDR", "off"),
             ("RECONCILE_INTERVAL_SECS", "0"),
             ("GRPC_AUTH_TOKEN", TOKEN),
             ("LOG_FORMAT", "json"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = line_tx.send(line);
-    });
-    let line = line_rx.recv_timeout(Duration::from_secs(20));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let line = line.expect("no log line within 20 s");
-    let json: serde_json::Value = serde_json::from_str(&line).expect(&line);
-    assert_eq!(json["message"], "pay-svc listening", "{line}");
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(json["message"], "pay-svc listening", "{json}");
 }
 
 #[test]

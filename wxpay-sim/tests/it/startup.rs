@@ -3,25 +3,19 @@
 //! (exit status 2), LOG_FORMAT=json makes the log lines JSON, the key can come from a file,
 //! and the documented example config parses into a valid `Config`.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Command, Output, Stdio},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Output, time::Duration};
 
 use clap::CommandFactory;
 use wxpay_sim::cli::{Action, Cli};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_wxpay-sim");
 
+#[path = "../../../tests/shared/binary.rs"]
+mod binary;
+
+/// Runs the binary with exactly `env` as its environment.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BINARY)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+    binary::run(BINARY, args, env)
 }
 
 fn temp_path(name: &str) -> PathBuf {
@@ -30,22 +24,11 @@ fn temp_path(name: &str) -> PathBuf {
 
 #[test]
 fn help_documents_the_cli_and_every_setting() {
-    let output = run(&["--help"], &[]);
-    assert!(output.status.success());
-    let help = String::from_utf8(output.stdout).unwrap();
+    let help = binary::help_naming_every_variable(BINARY, &Cli::command());
     for command in ["serve", "pay", "attempts", "replay", "stats", "notify"] {
         assert!(help.contains(&format!("  {command}")), "{command}:\n{help}");
     }
     assert!(help.contains("wxpay-sim notify --url"), "{help}");
-    for arg in Cli::command().get_arguments() {
-        if let Some(env) = arg.get_env() {
-            let env = env.to_str().unwrap();
-            assert!(
-                help.contains(&format!("[env: {env}")),
-                "{env} missing:\n{help}"
-            );
-        }
-    }
     let notify = String::from_utf8(run(&["notify", "--help"], &[]).stdout).unwrap();
     for flag in [
         "--url",
@@ -85,10 +68,7 @@ fn bad_settings_stop_the_start_naming_the_setting() {
     ];
     for (env, args, setting) in cases {
         let output = run(args, env);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
-        assert!(stderr.starts_with("error: "), "{env:?}: {stderr}");
-        assert!(stderr.contains(setting), "{env:?}: {stderr}");
+        binary::assert_refused_naming(&output, setting, &format!("{env:?} {args:?}"));
     }
 
     let file = temp_path("bad.toml");
@@ -98,36 +78,20 @@ fn bad_settings_stop_the_start_naming_the_setting() {
         &["serve", "--config", file.to_str().unwrap()][..],
     ] {
         let output = run(args, &[]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        let stderr = binary::assert_refused_naming(&output, "`sim_time_scael`", "unknown key");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains("`sim_time_scael`"), "{stderr}");
     }
     std::fs::remove_file(file).unwrap();
 }
 
 #[test]
 fn log_format_json_makes_json_lines() {
-    let mut child = Command::new(BINARY)
-        .env_clear()
-        .envs([("SIM_ADDR", "127.0.0.1:0"), ("LOG_FORMAT", "json")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = line_tx.send(line);
-    });
-    let line = line_rx.recv_timeout(Duration::from_secs(20));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let line = line.expect("no log line within 20 s");
-    let json: serde_json::Value = serde_json::from_str(&line).expect(&line);
-    assert_eq!(json["message"], "wxpay-sim listening", "{line}");
+    let json = binary::first_log_line(
+        BINARY,
+        &[("SIM_ADDR", "127.0.0.1:0"), ("LOG_FORMAT", "json")],
+        Duration::from_secs(20),
+    );
+    assert_eq!(json["message"], "wxpay-sim listening", "{json}");
 }
 
 #[test]
