@@ -14,7 +14,7 @@ use paynotify::proto::pay::v1::{
 };
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::ServerTlsConfig};
 
 /// Every call's fields and `x-request-id`.
 pub type Received = Arc<Mutex<Vec<(HashMap<String, String>, Option<String>)>>>;
@@ -43,6 +43,15 @@ impl Drop for FakePaySvc {
 
 impl FakePaySvc {
     pub async fn start(script: Script) -> FakePaySvc {
+        FakePaySvc::serve(script, None).await
+    }
+
+    /// The same over TLS with `tls` as its identity; reach it at [`FakePaySvc::https_url`].
+    pub async fn start_tls(script: Script, tls: ServerTlsConfig) -> FakePaySvc {
+        FakePaySvc::serve(script, Some(tls)).await
+    }
+
+    async fn serve(script: Script, tls: Option<ServerTlsConfig>) -> FakePaySvc {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -52,8 +61,12 @@ impl FakePaySvc {
         };
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
         tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .add_service(PayServiceServer::new(service))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                     token.cancelled().await
@@ -64,6 +77,11 @@ impl FakePaySvc {
             received,
             stop,
         }
+    }
+
+    /// Its address by the name its test certificate carries.
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     /// An address where nothing listens.

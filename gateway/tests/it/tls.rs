@@ -4,64 +4,15 @@
 
 use std::{path::Path, process::Command};
 
-use paynotify::proto::pay::v1::{
-    ConfirmPaymentRequest, ConfirmPaymentResponse, CreateNativePayRequest, CreateNativePayResponse,
-    NotifyOutcome, QueryOrderRequest, QueryOrderResponse,
-    pay_service_server::{PayService, PayServiceServer},
-};
+use paynotify::proto::pay::v1::NotifyOutcome;
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    Request, Response, Status, codegen::tokio_stream::wrappers::TcpListenerStream,
-    transport::ServerTlsConfig,
+
+use crate::{
+    NOTIFICATION, SUCCESS_ACK,
+    fake_pay_svc::{FakePaySvc, Script},
+    is_fail_ack,
+    pki::TestPki,
 };
-
-use crate::{NOTIFICATION, SUCCESS_ACK, is_fail_ack, pki::TestPki};
-
-/// A pay-svc that acknowledges every notification as paid.
-struct AlwaysPaid;
-
-#[tonic::async_trait]
-impl PayService for AlwaysPaid {
-    async fn confirm_payment(
-        &self,
-        _: Request<ConfirmPaymentRequest>,
-    ) -> Result<Response<ConfirmPaymentResponse>, Status> {
-        Ok(Response::new(ConfirmPaymentResponse {
-            outcome: NotifyOutcome::Paid as i32,
-            acknowledge: true,
-            ..Default::default()
-        }))
-    }
-
-    async fn create_native_pay(
-        &self,
-        _: Request<CreateNativePayRequest>,
-    ) -> Result<Response<CreateNativePayResponse>, Status> {
-        Err(Status::unimplemented("not scripted"))
-    }
-
-    async fn query_order(
-        &self,
-        _: Request<QueryOrderRequest>,
-    ) -> Result<Response<QueryOrderResponse>, Status> {
-        Err(Status::unimplemented("not scripted"))
-    }
-}
-
-/// Serves [`AlwaysPaid`] over TLS until `stop`; returns its `https://localhost:<port>`.
-async fn tls_pay_svc(tls: ServerTlsConfig, stop: CancellationToken) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = tonic::transport::Server::builder()
-        .tls_config(tls)
-        .unwrap()
-        .add_service(PayServiceServer::new(AlwaysPaid))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            stop.cancelled().await
-        });
-    tokio::spawn(server);
-    format!("https://localhost:{port}")
-}
 
 /// A gateway in front of `pay_svc_url`, trusting `ca`; returns its notify URL.
 async fn gateway(pay_svc_url: String, ca: &Path, stop: CancellationToken) -> String {
@@ -94,15 +45,19 @@ async fn pay_svc_over_tls_is_trusted_through_the_ca_file() {
     let tls = paynotify::tls::server_config(Some(&pki.cert), Some(&pki.key))
         .unwrap()
         .unwrap();
-    let pay_svc = tls_pay_svc(tls, stop.clone()).await;
+    let pay_svc =
+        FakePaySvc::start_tls(Script::Verdict(NotifyOutcome::Paid, true, "paid"), tls).await;
 
-    let trusting = gateway(pay_svc.clone(), &pki.ca, stop.clone()).await;
+    let trusting = gateway(pay_svc.https_url(), &pki.ca, stop.clone()).await;
     assert_eq!(post(&trusting).await, SUCCESS_ACK);
+    assert_eq!(pay_svc.calls(), 1);
 
+    // Refused at the handshake: pay-svc never sees the notification.
     let other = TestPki::new();
-    let distrusting = gateway(pay_svc, &other.ca, stop.clone()).await;
+    let distrusting = gateway(pay_svc.https_url(), &other.ca, stop.clone()).await;
     let reply = post(&distrusting).await;
     assert!(is_fail_ack(&reply), "{reply}");
+    assert_eq!(pay_svc.calls(), 1);
     stop.cancel();
 }
 
