@@ -210,6 +210,33 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     Ok(findings.failures.is_empty() && (targets_met || !options.strict))
 }
 
+/// `options.warmup` unmeasured notifications through the whole pipeline of `stack`; their
+/// orders join `expected` for the database check.
+async fn warm_up(
+    stack: &Stack,
+    options: &Options,
+    label: &str,
+    findings: &mut Findings,
+    expected: &mut Vec<Expected>,
+) -> anyhow::Result<()> {
+    if options.warmup == 0 {
+        return Ok(());
+    }
+    let c = options.concurrency;
+    let sign_type = SignType::from(options.sign_type);
+    let warmup = orders::paid_batch(stack, options.warmup, c, sign_type).await?;
+    let plan = Arc::new((0..warmup.orders.len()).collect::<Vec<_>>());
+    let result = post(stack, &warmup, plan, c.min(16), options).await;
+    if result.failed > 0 {
+        findings.failures.push(format!(
+            "{label} warm-up: {} of {} notifications failed, e.g. {:?}",
+            result.failed, result.requests, result.errors
+        ));
+    }
+    expect_paid(expected, &warmup);
+    Ok(())
+}
+
 /// Floors, first notifications, duplicates and WeChat slow, on one stack.
 async fn run_main(
     options: &Options,
@@ -224,18 +251,7 @@ async fn run_main(
     let mut expected = Vec::new();
     let c = options.concurrency;
 
-    if options.warmup > 0 {
-        let warmup = orders::paid_batch(&stack, options.warmup, c, sign_type).await?;
-        let plan = Arc::new((0..warmup.orders.len()).collect::<Vec<_>>());
-        let result = post(&stack, &warmup, plan, c.min(16), options).await;
-        if result.failed > 0 {
-            findings.failures.push(format!(
-                "warm-up: {} of {} notifications failed, e.g. {:?}",
-                result.failed, result.requests, result.errors
-            ));
-        }
-        expect_paid(&mut expected, &warmup);
-    }
+    warm_up(&stack, options, "main", findings, &mut expected).await?;
 
     if options.runs(Scenario::First) {
         // 1. The database floor: MarkPaid straight into order-svc.
@@ -402,18 +418,7 @@ async fn run_growth(
     let mut expected = Vec::new();
     let c = options.concurrency;
 
-    if options.warmup > 0 {
-        let warmup = orders::paid_batch(&stack, options.warmup, c, sign_type).await?;
-        let plan = Arc::new((0..warmup.orders.len()).collect::<Vec<_>>());
-        let result = post(&stack, &warmup, plan, c.min(16), options).await;
-        if result.failed > 0 {
-            findings.failures.push(format!(
-                "growth warm-up: {} notifications failed",
-                result.failed
-            ));
-        }
-        expect_paid(&mut expected, &warmup);
-    }
+    warm_up(&stack, options, "growth", findings, &mut expected).await?;
 
     let mut points = Vec::new();
     for (label, rows) in [
