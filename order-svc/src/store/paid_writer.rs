@@ -145,3 +145,75 @@ fn wrote_nothing(err: &OrderError) -> bool {
         | OrderError::Task(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::entities::{order, order_log};
+    use crate::domain::{NewOrder, PaidOutcome};
+    use crate::store::OrderStore;
+    use crate::testing::{Backend, TestDatabase};
+    use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
+
+    fn job(order_id: &str, transaction_id: &str, fen: i64) -> Job {
+        Job {
+            notice: PaymentNotice::new(order_id, transaction_id, fen, "20240101120000").unwrap(),
+            answer: oneshot::channel().0,
+        }
+    }
+
+    /// One group, refused payments between good ones: the good ones are committed, each
+    /// refusal gets its own error, and nothing of the refused ones is written. This is the
+    /// invariant that lets the group run without a savepoint per payment.
+    #[tokio::test]
+    async fn refused_payments_in_a_group_leave_the_others_committed() -> anyhow::Result<()> {
+        let database = TestDatabase::create(Backend::Sqlite).await?;
+        let db = Database::connect(database.url()).await?;
+        crate::db::schema::migrate(&db).await?;
+        let store = OrderStore::new(db.clone());
+        for id in ["good1", "good2", "mismatch", "reuse"] {
+            store
+                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
+                .await?;
+        }
+        let group = [
+            job("good1", "4200000000000000000000000001", 500),
+            job("mismatch", "4200000000000000000000000002", 499),
+            job("nosuch", "4200000000000000000000000003", 500),
+            job("reuse", "4200000000000000000000000001", 500),
+            job("good2", "4200000000000000000000000004", 500),
+        ];
+        let answers = commit_group(&db, &group).await?;
+
+        let outcome = |answer: &Answer| match answer {
+            Ok(Some(applied)) => format!("{:?}", applied.result.outcome),
+            Ok(None) => "retry".into(),
+            Err(err) => err.to_string(),
+        };
+        let outcomes: Vec<String> = answers.iter().map(outcome).collect();
+        assert_eq!(outcomes[0], format!("{:?}", PaidOutcome::MarkedPaid));
+        assert!(outcomes[1].contains("asks for 500 fen"), "{outcomes:?}");
+        assert!(outcomes[2].contains("not found"), "{outcomes:?}");
+        assert!(
+            outcomes[3].contains("already paid another order"),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[4], format!("{:?}", PaidOutcome::MarkedPaid));
+
+        for (id, paid) in [
+            ("good1", true),
+            ("good2", true),
+            ("mismatch", false),
+            ("reuse", false),
+        ] {
+            let row = order::Entity::find_by_id(id).all(&db).await?.pop().unwrap();
+            assert_eq!(row.transaction_id.is_some(), paid, "{id}");
+            let logs = order_log::Entity::find()
+                .filter(order_log::Column::OrderId.eq(id))
+                .all(&db)
+                .await?;
+            assert_eq!(logs.len(), usize::from(paid), "{id}");
+        }
+        Ok(())
+    }
+}
