@@ -1,6 +1,8 @@
 //! What every service binary and in-process server shares: telemetry set-up, the shutdown
 //! signal, and the standard gRPC extras (reflection for grpcurl, health for probes).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Log line format, chosen by `LOG_FORMAT` (`text` or `json`).
@@ -14,11 +16,15 @@ pub enum LogFormat {
 
 /// Installs the global `tracing` subscriber. The filter comes from `RUST_LOG` (default `info`).
 /// Safe to call more than once (later calls do nothing), so tests and devstack can share it.
+/// Text lines are coloured only on a terminal: in a file or a log collector the escape codes
+/// would sit between a field's name and its `=`, and `grep order_id=…` would find nothing.
 pub fn init_telemetry(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .try_init(),

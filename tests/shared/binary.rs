@@ -48,9 +48,9 @@ pub fn assert_refused_naming(output: &Output, setting: &str, case: &str) -> Stri
     stderr
 }
 
-/// Starts `binary` with exactly `env`, waits up to `within` for its first line on stdout,
-/// stops it, and returns that line parsed as JSON.
-pub fn first_log_line(binary: &str, env: &[(&str, &str)], within: Duration) -> serde_json::Value {
+/// Starts `binary` with exactly `env`, waits up to `within` for its first line on stdout
+/// (a pipe, as under a log collector), stops it, and returns that line.
+pub fn first_stdout_line(binary: &str, env: &[(&str, &str)], within: Duration) -> String {
     let mut child = Command::new(binary)
         .env_clear()
         .envs(env.iter().copied())
@@ -68,6 +68,11 @@ pub fn first_log_line(binary: &str, env: &[(&str, &str)], within: Duration) -> s
     let line = line_rx.recv_timeout(within);
     child.kill().unwrap();
     child.wait().unwrap();
-    let line = line.unwrap_or_else(|_| panic!("no log line within {within:?}"));
+    line.unwrap_or_else(|_| panic!("no log line within {within:?}"))
+}
+
+/// [`first_stdout_line`], parsed as JSON.
+pub fn first_log_line(binary: &str, env: &[(&str, &str)], within: Duration) -> serde_json::Value {
+    let line = first_stdout_line(binary, env, within);
     serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
 }

@@ -93,6 +93,19 @@ fn log_format_json_makes_json_lines() {
     assert_eq!(json["message"], "gateway listening", "{json}");
 }
 
+/// Text logs written to a pipe or file carry no colour codes, so `grep addr=…` finds them.
+#[test]
+fn text_logs_to_a_pipe_are_plain_text() {
+    let line = binary::first_stdout_line(
+        BINARY,
+        &[("GATEWAY_ADDR", "127.0.0.1:0"), ("GRPC_AUTH_TOKEN", TOKEN)],
+        Duration::from_secs(20),
+    );
+    assert!(line.contains("gateway listening"), "{line:?}");
+    assert!(!line.contains('\x1b'), "escape codes in {line:?}");
+    assert!(line.contains(" addr=127.0.0.1:"), "{line:?}");
+}
+
 #[test]
 fn the_example_config_parses_into_a_valid_config() {
     let path = example();
