@@ -68,6 +68,9 @@ struct Metrics {
     /// SQLite group commit: groups committed, and the payments in them.
     paid_groups: Counter,
     paid_grouped: Counter,
+    /// SQLite batched reads: batches read, and the orders asked for in them.
+    read_batches: Counter,
+    read_batched: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -90,7 +93,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "ordersvc_mark_paid_grouped_total",
         "SQLite: MarkPaid calls run in group commits; divided by the groups, the mean group size"
     );
+    metrics::describe_counter!(
+        "ordersvc_get_order_batches_total",
+        "SQLite: batched reads of orders by id (one SELECT each)"
+    );
+    metrics::describe_counter!(
+        "ordersvc_get_order_batched_total",
+        "SQLite: reads of an order by id run in batches; divided by the batches, the mean batch size"
+    );
     Metrics {
+        read_batches: metrics::counter!("ordersvc_get_order_batches_total"),
+        read_batched: metrics::counter!("ordersvc_get_order_batched_total"),
         paid_groups: metrics::counter!("ordersvc_mark_paid_groups_total"),
         paid_grouped: metrics::counter!("ordersvc_mark_paid_grouped_total"),
         mark_paid: MarkPaidResult::ALL
@@ -128,6 +141,14 @@ pub fn paid_group(payments: usize) {
     METRICS
         .paid_grouped
         .increment(u64::try_from(payments).unwrap_or(u64::MAX));
+}
+
+/// One SQLite batched read of `orders` orders by id is about to run.
+pub fn read_batch(orders: usize) {
+    METRICS.read_batches.increment(1);
+    METRICS
+        .read_batched
+        .increment(u64::try_from(orders).unwrap_or(u64::MAX));
 }
 
 /// A payment anomaly recorded for the first time.

@@ -7,6 +7,7 @@
 mod close;
 mod create;
 mod mark_paid;
+mod order_reader;
 mod paid_writer;
 mod read;
 mod write;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{Mutex, MutexGuard};
 
+use order_reader::OrderReader;
 use paid_writer::PaidWriter;
 pub(crate) use write::begin_write;
 
@@ -27,20 +29,27 @@ pub struct OrderStore {
     sqlite_writers: Option<Arc<Mutex<()>>>,
     /// SQLite only: MarkPaid goes through one writer task that commits payments in groups.
     paid_writer: Option<PaidWriter>,
+    /// SQLite only: reads of one order go through one reader task that fetches them in batches.
+    order_reader: Option<OrderReader>,
 }
 
 impl OrderStore {
-    /// On SQLite this starts the group-commit writer task, so it needs a Tokio runtime.
+    /// On SQLite this starts the group-commit writer and the batched reader tasks, so it needs
+    /// a Tokio runtime.
     pub fn new(db: DatabaseConnection) -> Self {
         let sqlite_writers =
             (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         let paid_writer = sqlite_writers
             .as_ref()
             .map(|writers| PaidWriter::start(db.clone(), Arc::clone(writers)));
+        let order_reader = sqlite_writers
+            .is_some()
+            .then(|| OrderReader::start(db.clone()));
         OrderStore {
             db,
             sqlite_writers,
             paid_writer,
+            order_reader,
         }
     }
 

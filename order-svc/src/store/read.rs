@@ -11,6 +11,11 @@ use crate::error::OrderError;
 
 impl OrderStore {
     pub async fn get_order(&self, order_id: &str) -> Result<order::Model, OrderError> {
+        if let Some(reader) = &self.order_reader
+            && let Some(answer) = reader.read(order_id).await
+        {
+            return answer;
+        }
         find_order(&self.db, order_id).await
     }
 
