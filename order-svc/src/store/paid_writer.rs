@@ -216,4 +216,53 @@ mod tests {
         }
         Ok(())
     }
+
+    /// A group that fails after its first write (here: the log table is gone, so the INSERT
+    /// of the log row fails after the order's UPDATE) is rolled back whole and its payments
+    /// are run one by one: every caller gets its own answer, and no order is left paid
+    /// without its log row.
+    #[tokio::test]
+    async fn a_group_that_fails_mid_payment_leaves_nothing_written() -> anyhow::Result<()> {
+        use sea_orm::ConnectionTrait;
+        let database = TestDatabase::create(Backend::Sqlite).await?;
+        let db = Database::connect(database.url()).await?;
+        crate::db::schema::migrate(&db).await?;
+        let store = OrderStore::new(db.clone());
+        for id in ["one", "two"] {
+            store
+                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
+                .await?;
+        }
+        db.execute_unprepared("ALTER TABLE tb_order_log RENAME TO tb_order_log_gone")
+            .await?;
+
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let mut answered = Vec::new();
+        for (id, transaction_id) in [
+            ("one", "4200000000000000000000000001"),
+            ("two", "4200000000000000000000000002"),
+        ] {
+            let (answer, receiver) = oneshot::channel();
+            let notice = PaymentNotice::new(id, transaction_id, 500, "20240101120000")?;
+            jobs.send(Job { notice, answer }).await.unwrap();
+            answered.push(receiver);
+        }
+        drop(jobs);
+        run(db.clone(), Arc::new(Mutex::new(())), queue).await;
+
+        for receiver in answered {
+            let answer = receiver.await?;
+            assert!(
+                matches!(answer, Err(OrderError::Database(_))),
+                "{:?}",
+                answer.map(|applied| applied.map(|a| a.result.outcome))
+            );
+        }
+        for id in ["one", "two"] {
+            let row = order::Entity::find_by_id(id).all(&db).await?.pop().unwrap();
+            assert_eq!(row.transaction_id, None, "{id} was left paid");
+            assert_eq!(row.pay_status.as_deref(), Some("0"), "{id}");
+        }
+        Ok(())
+    }
 }
