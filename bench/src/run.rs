@@ -393,7 +393,6 @@ async fn run_main(
     Ok(())
 }
 
-/// Cost per notification with `growth_small` and with `growth_large` orders in the table.
 /// The database floor: `--orders` fresh orders paid by MarkPaid straight into order-svc.
 async fn mark_paid_floor(
     stack: &Stack,
@@ -426,6 +425,7 @@ async fn mark_paid_floor(
     .await
 }
 
+/// Cost per notification with `growth_small` and with `growth_large` orders in the table.
 async fn run_growth(
     options: &Options,
     settings: &Settings,

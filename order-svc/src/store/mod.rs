@@ -4,6 +4,7 @@
 //! of concurrent calls and order-svc processes on one database; no process-local lock is
 //! needed for it (the SQLite writer queue below only shortens waits).
 
+mod batch;
 mod close;
 mod create;
 mod mark_paid;
@@ -41,10 +42,10 @@ impl OrderStore {
             (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         let paid_writer = sqlite_writers
             .as_ref()
-            .map(|writers| PaidWriter::start(db.clone(), Arc::clone(writers)));
+            .map(|writers| paid_writer::start(db.clone(), Arc::clone(writers)));
         let order_reader = sqlite_writers
             .is_some()
-            .then(|| OrderReader::start(db.clone()));
+            .then(|| order_reader::start(db.clone()));
         OrderStore {
             db,
             sqlite_writers,

@@ -4,106 +4,79 @@
 //! to that thread and back, and every read also takes a connection from the pool and returns
 //! it. Under load most of a `GetOrder`'s database cost is that hand-off, not SQLite. Here the
 //! reads of the process go to one reader task, which takes whatever is queued (up to
-//! [`MAX_BATCH`]) and fetches them with one `SELECT … WHERE id IN (…)` on one connection.
-//! A read still sees everything committed before it was queued (WAL readers see the latest
-//! commit when their statement starts). Should the batch fail, each read runs alone, so every
-//! caller gets its own answer; should the task ever stop, callers read on their own.
+//! [`MAX_BATCH`]) and fetches it with one `SELECT … WHERE id IN (…)` on one pooled connection
+//! per batch. A read still sees everything committed before it was queued (WAL readers see
+//! the latest commit when their statement starts). Should a batch fail, or the task stop, its
+//! callers read on their own, each with the pool's own timeout, in parallel.
 
 use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use tokio::sync::{mpsc, oneshot};
 
-use super::read::find_order;
+use super::batch::{Batcher, Job};
 use crate::db::entities::order;
 use crate::error::OrderError;
 
 /// The most reads fetched with one statement (well under SQLite's bound-parameter limit).
 const MAX_BATCH: usize = 64;
-/// Reads waiting for the reader; a caller beyond this waits to be queued.
-const QUEUE: usize = 1024;
 
-type Answer = Result<order::Model, OrderError>;
+/// The order or `NotFound`; `None`: the batch failed, read it on your own.
+type Answer = Option<Result<order::Model, OrderError>>;
 
-struct Job {
-    order_id: String,
-    answer: oneshot::Sender<Answer>,
+/// The handle callers read through ([`Batcher::submit`] with the order id). `None` from
+/// `submit` (the task has stopped) or as the answer (the batch failed): read on your own.
+pub(crate) type OrderReader = Batcher<String, Answer>;
+
+pub(crate) fn start(db: DatabaseConnection) -> OrderReader {
+    Batcher::start(
+        MAX_BATCH,
+        "the order reader has stopped; reading on its own",
+        move |batch| read(db.clone(), batch),
+    )
 }
 
-/// The handle callers read through; the task stops when the last handle is dropped.
-#[derive(Debug, Clone)]
-pub(crate) struct OrderReader {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl OrderReader {
-    pub(crate) fn start(db: DatabaseConnection) -> OrderReader {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, queue));
-        OrderReader { jobs }
-    }
-
-    /// The order, `NotFound`, or a database error. `None`: the reader task has stopped (it
-    /// panicked), and the caller must read on its own.
-    pub(crate) async fn read(&self, order_id: &str) -> Option<Answer> {
-        let (answer, answered) = oneshot::channel();
-        let job = Job {
-            order_id: order_id.to_owned(),
-            answer,
-        };
-        let answer = match self.jobs.send(job).await {
-            Ok(()) => answered.await.ok(),
-            Err(_) => None,
-        };
-        if answer.is_none() {
-            tracing::error!("the order reader has stopped; reading on its own");
-        }
-        answer
-    }
-}
-
-async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        crate::metrics::read_batch(batch.len());
-        match fetch(&db, &batch).await {
-            Ok(mut found) => {
-                for job in batch.drain(..) {
-                    let answer =
-                        found
-                            .get(&job.order_id)
-                            .cloned()
-                            .ok_or_else(|| OrderError::NotFound {
-                                order_id: job.order_id.clone(),
-                            });
-                    // The caller may have gone (its request was cancelled); nothing to undo.
-                    let _ = job.answer.send(answer);
-                }
-                found.clear();
+/// Reads one batch and answers each of its callers.
+async fn read(db: DatabaseConnection, batch: Vec<Job<String, Answer>>) {
+    crate::metrics::read_batch(batch.len());
+    match fetch(&db, &batch).await {
+        Ok(found) => {
+            for job in batch {
+                let answer = found
+                    .get(&job.request)
+                    .cloned()
+                    .ok_or_else(|| OrderError::NotFound {
+                        order_id: job.request.clone(),
+                    });
+                job.answer(Some(answer));
             }
-            Err(err) => {
-                tracing::warn!(
-                    error = %err,
-                    reads = batch.len(),
-                    "batched order read failed; reading its orders one by one"
-                );
-                for job in batch.drain(..) {
-                    let answer = find_order(&db, &job.order_id).await;
-                    let _ = job.answer.send(answer);
-                }
+        }
+        Err(err) => {
+            // Not retried here one by one: with the pool exhausted each retry could wait out
+            // the pool's timeout in turn while every later read queues behind them.
+            tracing::warn!(
+                error = %err,
+                reads = batch.len(),
+                "batched order read failed; each caller reads its order on its own"
+            );
+            for job in batch {
+                job.answer(None);
             }
         }
     }
 }
 
-/// The orders of the batch that exist, by id (an id asked twice is fetched once).
+/// The orders of the batch that exist, by id. The id list is padded to a power of two (by
+/// repeating the last id), so a connection caches seven `IN (…)` statements, not 64.
 async fn fetch(
     db: &DatabaseConnection,
-    batch: &[Job],
+    batch: &[Job<String, Answer>],
 ) -> Result<HashMap<String, order::Model>, OrderError> {
-    let mut ids: Vec<&str> = batch.iter().map(|job| job.order_id.as_str()).collect();
+    let mut ids: Vec<&str> = batch.iter().map(|job| job.request.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
+    if let Some(&last) = ids.last() {
+        ids.resize(ids.len().next_power_of_two(), last);
+    }
     let orders = order::Entity::find()
         .filter(order::Column::Id.is_in(ids))
         .all(db)
@@ -123,23 +96,19 @@ mod tests {
     use crate::testing::{Backend, TestDatabase};
     use sea_orm::{ConnectionTrait, Database};
 
-    /// Queues every read before the task starts, so they all land in one batch, then lets the
-    /// task run until the queue is closed.
+    /// Reads `ids` as one batch and returns each caller's answer.
     async fn one_batch(db: &DatabaseConnection, ids: &[&str]) -> Vec<Answer> {
-        let (jobs, queue) = mpsc::channel(QUEUE);
+        let mut batch = Vec::new();
         let mut answers = Vec::new();
         for id in ids {
-            let (answer, answered) = oneshot::channel();
-            jobs.send(Job {
-                order_id: (*id).to_owned(),
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            batch.push(Job {
+                request: (*id).to_owned(),
                 answer,
-            })
-            .await
-            .unwrap();
+            });
             answers.push(answered);
         }
-        drop(jobs);
-        run(db.clone(), queue).await;
+        read(db.clone(), batch).await;
         let mut out = Vec::new();
         for answered in answers {
             out.push(answered.await.unwrap());
@@ -147,7 +116,7 @@ mod tests {
         out
     }
 
-    async fn store_with(ids: &[&str]) -> anyhow::Result<(TestDatabase, DatabaseConnection)> {
+    async fn database_with(ids: &[&str]) -> anyhow::Result<(TestDatabase, DatabaseConnection)> {
         let database = TestDatabase::create(Backend::Sqlite).await?;
         let db = Database::connect(database.url()).await?;
         crate::db::schema::migrate(&db).await?;
@@ -164,11 +133,11 @@ mod tests {
     /// NotFound for its own id.
     #[tokio::test]
     async fn each_read_in_a_batch_gets_its_own_answer() -> anyhow::Result<()> {
-        let (_database, db) = store_with(&["a", "b", "c"]).await?;
+        let (_database, db) = database_with(&["a", "b", "c"]).await?;
         let answers = one_batch(&db, &["b", "nosuch", "a", "b", "c"]).await;
         let described: Vec<String> = answers
-            .iter()
-            .map(|answer| match answer {
+            .into_iter()
+            .map(|answer| match answer.expect("the batch did not fail") {
                 Ok(order) => format!("{}:{:?}", order.id, order.pay_money),
                 Err(err) => err.to_string(),
             })
@@ -186,32 +155,56 @@ mod tests {
         Ok(())
     }
 
-    /// When the batch's SELECT fails, every caller still gets an answer (its own read's
-    /// error), none is left waiting.
+    /// When the batch's SELECT fails, every caller is told to read on its own (none is left
+    /// waiting), and through the store a read then gets its own error.
     #[tokio::test]
-    async fn a_failed_batch_answers_every_read() -> anyhow::Result<()> {
-        let (_database, db) = store_with(&["a"]).await?;
+    async fn a_failed_batch_sends_every_caller_to_read_on_its_own() -> anyhow::Result<()> {
+        let (_database, db) = database_with(&["a"]).await?;
         db.execute_unprepared("ALTER TABLE tb_order RENAME TO tb_order_gone")
             .await?;
         let answers = one_batch(&db, &["a", "b"]).await;
         assert_eq!(answers.len(), 2);
-        for answer in answers {
-            let err = answer.unwrap_err();
-            assert!(
-                matches!(&err, OrderError::Database(source) if source.to_string().contains("tb_order")),
-                "{err:?}"
-            );
+        assert!(answers.iter().all(Option::is_none));
+
+        let err = OrderStore::new(db).get_order("a").await.unwrap_err();
+        assert!(
+            matches!(&err, OrderError::Database(source) if source.to_string().contains("tb_order")),
+            "{err:?}"
+        );
+        Ok(())
+    }
+
+    /// Batches of every size up to the largest, each with one unknown id: the padding of the
+    /// id list neither loses an order nor invents one.
+    #[tokio::test]
+    async fn batches_of_every_size_find_exactly_their_orders() -> anyhow::Result<()> {
+        let ids: Vec<String> = (0..MAX_BATCH).map(|i| format!("order{i:02}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (_database, db) = database_with(&refs).await?;
+        for size in 1..=MAX_BATCH {
+            let mut asked = refs[..size - 1].to_vec();
+            asked.push("nosuch");
+            let answers = one_batch(&db, &asked).await;
+            for (id, answer) in asked.iter().zip(answers) {
+                match answer.expect("the batch did not fail") {
+                    Ok(order) => assert_eq!(order.id, *id),
+                    Err(err) => assert_eq!(
+                        (*id, err.to_string()),
+                        ("nosuch", "order nosuch not found".into())
+                    ),
+                }
+            }
         }
         Ok(())
     }
 
     /// Through the store: many concurrent GetOrders on SQLite go through the reader and
-    /// each finds its own order.
+    /// each finds its own order (the wiring; how they are batched is left to the task).
     #[tokio::test]
     async fn concurrent_reads_through_the_store_find_their_orders() -> anyhow::Result<()> {
         let ids: Vec<String> = (0..200).map(|i| format!("order{i}")).collect();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let (_database, db) = store_with(&refs).await?;
+        let (_database, db) = database_with(&refs).await?;
         let store = OrderStore::new(db);
         assert!(store.order_reader.is_some());
         let reads = ids.iter().map(|id| {

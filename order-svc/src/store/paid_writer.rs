@@ -15,8 +15,9 @@
 use std::sync::Arc;
 
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::Mutex;
 
+use super::batch::{Batcher, Job};
 use super::mark_paid::{Applied, apply, apply_alone};
 use super::write::begin_write;
 use crate::domain::PaymentNotice;
@@ -25,68 +26,47 @@ use crate::error::OrderError;
 /// The most payments committed together. Larger groups save little once the fsync is shared
 /// and make the first caller in a group wait for the others' statements.
 pub(crate) const MAX_GROUP: usize = 64;
-/// Payments waiting for the writer; a caller beyond this waits to be queued.
-const QUEUE: usize = 1024;
 
 type Answer = Result<Option<Applied>, OrderError>;
 
-struct Job {
-    notice: PaymentNotice,
-    answer: oneshot::Sender<Answer>,
+/// The handle callers submit payments through ([`Batcher::submit`]; `None` means the writer
+/// task has stopped and the caller must pay in a transaction of its own).
+pub(crate) type PaidWriter = Batcher<PaymentNotice, Answer>;
+
+/// Starts the writer task. `writers` is the store's SQLite writer queue: a group takes its
+/// turn there like any other write transaction of the process.
+pub(crate) fn start(db: DatabaseConnection, writers: Arc<Mutex<()>>) -> PaidWriter {
+    Batcher::start(
+        MAX_GROUP,
+        "the MarkPaid writer has stopped; paying in a transaction of its own",
+        move |group| commit(db.clone(), Arc::clone(&writers), group),
+    )
 }
 
-/// The handle callers submit payments through; the task stops when the last handle is dropped.
-#[derive(Debug, Clone)]
-pub(crate) struct PaidWriter {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl PaidWriter {
-    /// Starts the writer task. `writers` is the store's SQLite writer queue: a group takes its
-    /// turn there like any other write transaction of the process.
-    pub(crate) fn start(db: DatabaseConnection, writers: Arc<Mutex<()>>) -> PaidWriter {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, writers, queue));
-        PaidWriter { jobs }
-    }
-
-    /// Queues one payment and waits for it to be committed (or to fail). `None`: the writer
-    /// task has stopped (it panicked), and the caller must pay on its own.
-    pub(crate) async fn submit(&self, notice: PaymentNotice) -> Option<Answer> {
-        let (answer, answered) = oneshot::channel();
-        let answer = match self.jobs.send(Job { notice, answer }).await {
-            Ok(()) => answered.await.ok(),
-            Err(_) => None,
-        };
-        if answer.is_none() {
-            tracing::error!("the MarkPaid writer has stopped; paying in a transaction of its own");
-        }
-        answer
-    }
-}
-
-async fn run(db: DatabaseConnection, writers: Arc<Mutex<()>>, mut queue: mpsc::Receiver<Job>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let _turn = writers.lock().await;
-        crate::metrics::paid_group(group.len());
-        match commit_group(&db, &group).await {
-            Ok(answers) => {
-                for (job, answer) in group.drain(..).zip(answers) {
-                    // The caller may have gone; the payment is written either way.
-                    let _ = job.answer.send(answer);
-                }
+/// Commits one group and answers each of its callers.
+async fn commit(
+    db: DatabaseConnection,
+    writers: Arc<Mutex<()>>,
+    group: Vec<Job<PaymentNotice, Answer>>,
+) {
+    let _turn = writers.lock().await;
+    crate::metrics::paid_group(group.len());
+    match commit_group(&db, &group).await {
+        Ok(answers) => {
+            // A caller that has gone is not undone: its payment is written either way.
+            for (job, answer) in group.into_iter().zip(answers) {
+                job.answer(answer);
             }
-            Err(err) => {
-                tracing::warn!(
-                    error = %err,
-                    payments = group.len(),
-                    "group commit failed; committing its payments one by one"
-                );
-                for job in group.drain(..) {
-                    let answer = apply_alone(&db, &job.notice).await;
-                    let _ = job.answer.send(answer);
-                }
+        }
+        Err(err) => {
+            tracing::warn!(
+                error = %err,
+                payments = group.len(),
+                "group commit failed; committing its payments one by one"
+            );
+            for job in group {
+                let answer = apply_alone(&db, &job.request).await;
+                job.answer(answer);
             }
         }
     }
@@ -94,7 +74,10 @@ async fn run(db: DatabaseConnection, writers: Arc<Mutex<()>>, mut queue: mpsc::R
 
 /// Every payment of the group, then one commit. `Err`: nothing of the
 /// group was committed.
-async fn commit_group(db: &DatabaseConnection, group: &[Job]) -> Result<Vec<Answer>, OrderError> {
+async fn commit_group(
+    db: &DatabaseConnection,
+    group: &[Job<PaymentNotice, Answer>],
+) -> Result<Vec<Answer>, OrderError> {
     let txn = begin_write(db).await?;
     match apply_each(&txn, group).await {
         Ok(answers) => {
@@ -116,10 +99,13 @@ async fn commit_group(db: &DatabaseConnection, group: &[Job]) -> Result<Vec<Answ
 /// error that may come after a write fails the group, which is then rolled back and run one
 /// by one. (A savepoint each would cost two more round trips to SQLite's thread per payment,
 /// on the one path every payment waits in.)
-async fn apply_each(txn: &DatabaseTransaction, group: &[Job]) -> Result<Vec<Answer>, OrderError> {
+async fn apply_each(
+    txn: &DatabaseTransaction,
+    group: &[Job<PaymentNotice, Answer>],
+) -> Result<Vec<Answer>, OrderError> {
     let mut answers = Vec::with_capacity(group.len());
     for job in group {
-        match apply(txn, &job.notice).await {
+        match apply(txn, &job.request).await {
             Err(err) if !wrote_nothing(&err) => return Err(err),
             answer => answers.push(answer),
         }
@@ -153,12 +139,12 @@ mod tests {
     use crate::domain::{NewOrder, PaidOutcome};
     use crate::store::OrderStore;
     use crate::testing::{Backend, TestDatabase};
-    use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
+    use sea_orm::{ColumnTrait, ConnectionTrait, Database, EntityTrait, QueryFilter};
 
-    fn job(order_id: &str, transaction_id: &str, fen: i64) -> Job {
+    fn job(order_id: &str, transaction_id: &str, fen: i64) -> Job<PaymentNotice, Answer> {
         Job {
-            notice: PaymentNotice::new(order_id, transaction_id, fen, "20240101120000").unwrap(),
-            answer: oneshot::channel().0,
+            request: PaymentNotice::new(order_id, transaction_id, fen, "20240101120000").unwrap(),
+            answer: tokio::sync::oneshot::channel().0,
         }
     }
 
@@ -223,7 +209,6 @@ mod tests {
     /// without its log row.
     #[tokio::test]
     async fn a_group_that_fails_mid_payment_leaves_nothing_written() -> anyhow::Result<()> {
-        use sea_orm::ConnectionTrait;
         let database = TestDatabase::create(Backend::Sqlite).await?;
         let db = Database::connect(database.url()).await?;
         crate::db::schema::migrate(&db).await?;
@@ -236,19 +221,18 @@ mod tests {
         db.execute_unprepared("ALTER TABLE tb_order_log RENAME TO tb_order_log_gone")
             .await?;
 
-        let (jobs, queue) = mpsc::channel(QUEUE);
+        let mut group = Vec::new();
         let mut answered = Vec::new();
         for (id, transaction_id) in [
             ("one", "4200000000000000000000000001"),
             ("two", "4200000000000000000000000002"),
         ] {
-            let (answer, receiver) = oneshot::channel();
-            let notice = PaymentNotice::new(id, transaction_id, 500, "20240101120000")?;
-            jobs.send(Job { notice, answer }).await.unwrap();
+            let (answer, receiver) = tokio::sync::oneshot::channel();
+            let request = PaymentNotice::new(id, transaction_id, 500, "20240101120000")?;
+            group.push(Job { request, answer });
             answered.push(receiver);
         }
-        drop(jobs);
-        run(db.clone(), Arc::new(Mutex::new(())), queue).await;
+        commit(db.clone(), Arc::new(Mutex::new(())), group).await;
 
         for receiver in answered {
             let answer = receiver.await?;

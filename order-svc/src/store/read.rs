@@ -12,7 +12,7 @@ use crate::error::OrderError;
 impl OrderStore {
     pub async fn get_order(&self, order_id: &str) -> Result<order::Model, OrderError> {
         if let Some(reader) = &self.order_reader
-            && let Some(answer) = reader.read(order_id).await
+            && let Some(Some(answer)) = reader.submit(order_id.to_owned()).await
         {
             return answer;
         }
