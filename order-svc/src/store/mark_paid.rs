@@ -275,3 +275,49 @@ async fn record_conflict(
         new_anomaly: first_report.then_some(kind),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::db::entities::order_log;
+    use crate::domain::NewOrder;
+    use crate::store::batch::Batcher;
+    use crate::testing::{Backend, TestDatabase};
+    use sea_orm::Database;
+
+    /// Should the group-commit task die (here its batch handler panics), MarkPaid still pays:
+    /// each call then runs in a transaction of its own, both the call that was queued when
+    /// the task died and the calls after it, and each order gets exactly one log row.
+    #[tokio::test]
+    async fn payments_go_through_when_the_group_writer_has_stopped() -> anyhow::Result<()> {
+        let database = TestDatabase::create(Backend::Sqlite).await?;
+        let db = Database::connect(database.url()).await?;
+        crate::db::schema::migrate(&db).await?;
+        let mut store = OrderStore::new(db.clone());
+        store.paid_writer = Some(Batcher::start(
+            1,
+            "the writer has stopped",
+            |_group| async { panic!("the group-commit task dies") },
+        ));
+
+        for (id, transaction_id) in [
+            ("first", "4200000000000000000000000001"),
+            ("second", "4200000000000000000000000002"),
+        ] {
+            store
+                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
+                .await?;
+            let notice = PaymentNotice::new(id, transaction_id, 500, "20240101120000")?;
+            let result = store.mark_paid(&notice).await?;
+            assert_eq!(result.outcome, PaidOutcome::MarkedPaid, "{id}");
+            assert_eq!(result.order.transaction_id.as_deref(), Some(transaction_id));
+            let logs = order_log::Entity::find()
+                .filter(order_log::Column::OrderId.eq(id))
+                .all(&db)
+                .await?;
+            assert_eq!(logs.len(), 1, "{id}");
+        }
+        Ok(())
+    }
+}
