@@ -146,27 +146,19 @@ async fn an_order_svc_whose_ca_is_not_trusted_is_unavailable() {
             paynotify::tls::server_config(Some(&pki.cert), Some(&pki.key)).unwrap();
         let order_svc = TestServer::start_with(order_config).await.unwrap();
 
-        let orders = pay_svc::orders::Orders::connect_lazy(
-            &order_svc.endpoint(),
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-            pay_svc::Config::default().order_svc_retry(),
-            Some(&SecretString::from(TOKEN)),
-            &ClientTls::load(Some(&other.ca)).unwrap(),
-        )
-        .unwrap();
-        assert!(orders.get("any").await.is_err());
-
-        let trusting = pay_svc::orders::Orders::connect_lazy(
-            &order_svc.endpoint(),
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-            pay_svc::Config::default().order_svc_retry(),
-            Some(&SecretString::from(TOKEN)),
-            &ClientTls::load(Some(&pki.ca)).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(trusting.get("any").await.unwrap(), None);
+        let orders_trusting = |ca: &std::path::Path| {
+            pay_svc::orders::Orders::connect_lazy(
+                &order_svc.endpoint(),
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                pay_svc::Config::default().order_svc_retry(),
+                Some(&SecretString::from(TOKEN)),
+                &ClientTls::load(Some(ca)).unwrap(),
+            )
+            .unwrap()
+        };
+        assert!(orders_trusting(&other.ca).get("any").await.is_err());
+        assert_eq!(orders_trusting(&pki.ca).get("any").await.unwrap(), None);
         order_svc.stop().await.unwrap();
     })
     .await;
