@@ -33,6 +33,17 @@ async fn tls_channel(url: String, tls: &ClientTls) -> Channel {
         .unwrap()
 }
 
+/// An in-process order-svc on SQLite that serves TLS with `pki`'s certificate and wants the
+/// bearer token. The database lives as long as the returned handle.
+async fn tls_order_svc(pki: &TestPki) -> (TestDatabase, TestServer) {
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let mut config = order_svc::Config::for_database(db.url()).unwrap();
+    config.grpc_auth_token = Some(SecretString::from(TOKEN));
+    config.grpc_tls = paynotify::tls::server_config(Some(&pki.cert), Some(&pki.key)).unwrap();
+    let order_svc = TestServer::start_with(config).await.unwrap();
+    (db, order_svc)
+}
+
 fn bearer() -> AttachBearer {
     AttachBearer::new(Some(&SecretString::from(TOKEN))).unwrap()
 }
@@ -42,12 +53,7 @@ async fn both_hops_run_over_tls() {
     bounded(async {
         let pki = TestPki::new();
         let tls = ClientTls::load(Some(&pki.ca)).unwrap();
-        let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
-        let mut order_config = order_svc::Config::for_database(db.url()).unwrap();
-        order_config.grpc_auth_token = Some(SecretString::from(TOKEN));
-        order_config.grpc_tls =
-            paynotify::tls::server_config(Some(&pki.cert), Some(&pki.key)).unwrap();
-        let order_svc = TestServer::start_with(order_config).await.unwrap();
+        let (_db, order_svc) = tls_order_svc(&pki).await;
 
         let sim = wxpay_sim::bind(wxpay_sim::Config {
             addr: ([127, 0, 0, 1], 0).into(),
@@ -139,12 +145,7 @@ async fn an_order_svc_whose_ca_is_not_trusted_is_unavailable() {
     bounded(async {
         let pki = TestPki::new();
         let other = TestPki::new();
-        let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
-        let mut order_config = order_svc::Config::for_database(db.url()).unwrap();
-        order_config.grpc_auth_token = Some(SecretString::from(TOKEN));
-        order_config.grpc_tls =
-            paynotify::tls::server_config(Some(&pki.cert), Some(&pki.key)).unwrap();
-        let order_svc = TestServer::start_with(order_config).await.unwrap();
+        let (_db, order_svc) = tls_order_svc(&pki).await;
 
         let orders_trusting = |ca: &std::path::Path| {
             pay_svc::orders::Orders::connect_lazy(
