@@ -820,8 +820,10 @@ fn machine() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
     fn row_counts_read_well() {
@@ -834,5 +836,68 @@ mod tests {
     #[test]
     fn the_machine_line_names_cores() {
         assert!(machine().contains("cores"));
+    }
+
+    /// A phase that made `per_second` requests a second for one second.
+    fn phase(name: &str, per_second: u64) -> Phase {
+        Phase {
+            name: name.to_owned(),
+            target: "test",
+            concurrency: 64,
+            load: LoadResult {
+                requests: per_second,
+                failed: 0,
+                elapsed: Duration::from_secs(1),
+                latency: hdrhistogram::Histogram::new(3).unwrap(),
+                errors: Vec::new(),
+                timed_out: false,
+            },
+            orderquery_calls: 0,
+            peak_rss: Vec::new(),
+            cpu: Vec::new(),
+            table_rows: None,
+        }
+    }
+
+    fn first_with_floors(before: u64, after: u64, e2e: u64) -> Findings {
+        let mut findings = Findings::default();
+        for p in [
+            phase(MARK_PAID_FLOOR, before),
+            phase("floor: bare HTTP ack", 50_000),
+            phase("e2e: first notifications", e2e),
+            phase(MARK_PAID_FLOOR_AFTER, after),
+        ] {
+            findings.record(p);
+        }
+        let options = crate::cli::Cli::try_parse_from(["bench"]).unwrap().run;
+        first_targets(&mut findings, &options);
+        findings
+    }
+
+    /// The ratio is taken against the mean of the floors on both sides of the first
+    /// notifications, and a drift between them is called out.
+    #[test]
+    fn the_floor_ratio_uses_the_mean_of_both_floors() {
+        let drifted = first_with_floors(6000, 4000, 2500);
+        let ratio = &drifted.targets[0];
+        assert!(
+            ratio.measured.starts_with("0.50 (2500 vs 5000/s)"),
+            "{}",
+            ratio.measured
+        );
+        assert!(ratio.met);
+        assert!(
+            drifted.notes.iter().any(|n| n.contains("drifted")),
+            "{:?}",
+            drifted.notes
+        );
+
+        let steady = first_with_floors(5000, 4800, 2000);
+        assert!(!steady.targets[0].met);
+        assert!(
+            !steady.notes.iter().any(|n| n.contains("drifted")),
+            "{:?}",
+            steady.notes
+        );
     }
 }
