@@ -49,6 +49,12 @@ impl Phase {
         total.as_secs_f64() * 1e6 / (self.load.requests.max(1) as f64)
     }
 
+    /// Cores kept busy on average during the phase: CPU time of the named processes over the
+    /// phase's wall time.
+    pub fn cores_busy(&self, processes: &[&str]) -> f64 {
+        self.cpu_us_per_request(processes) * self.load.throughput() / 1e6
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "name": self.name,

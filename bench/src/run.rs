@@ -2,7 +2,8 @@
 //! database, and print the figures with their ratios and the issue's targets.
 //!
 //! Phases on the main stack, in order: warm-up (unmeasured) → MarkPaid floor → HTTP floor →
-//! first notifications → MarkPaid floor again → duplicates → WeChat slow. The MarkPaid floor
+//! GetOrder and bare gRPC floors (which price the parts of a notification) → first
+//! notifications → MarkPaid floor again → duplicates → WeChat slow. The MarkPaid floor
 //! brackets the first notifications so that a machine whose speed drifts during the run (a
 //! shared VM's does) moves both sides of the ratio alike. Growth gets a fresh stack and database, so
 //! its small point really has only `--growth-small` orders in the table.
@@ -15,12 +16,16 @@ use std::{
 
 use anyhow::Context;
 use paynotify::{
-    proto::order::v1::{MarkPaidOutcome, MarkPaidRequest},
+    proto::order::v1::{GetOrderRequest, MarkPaidOutcome, MarkPaidRequest},
     wxpay::sign::SignType,
 };
 use rand::{SeedableRng, seq::SliceRandom};
 use sea_orm::DatabaseConnection;
 use serde_json::json;
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use wxpay_sim::Faults;
 
 use crate::{
@@ -38,6 +43,22 @@ use crate::{
 const MIN_E2E_VS_MARK_PAID: f64 = 0.5;
 const MARK_PAID_FLOOR: &str = "floor: MarkPaid gRPC";
 const MARK_PAID_FLOOR_AFTER: &str = "floor: MarkPaid gRPC (after)";
+const HTTP_FLOOR: &str = "floor: bare HTTP ack";
+const GRPC_FLOOR: &str = "floor: bare gRPC (health Check)";
+const GET_ORDER_FLOOR: &str = "floor: GetOrder gRPC";
+/// The exchanges of one first notification: bench → gateway and pay-svc → WeChat over
+/// HTTP/1.1; gateway → pay-svc, pay-svc → order-svc GetOrder and MarkPaid over gRPC.
+const HTTP_EXCHANGES: f64 = 2.0;
+const GRPC_EXCHANGES: f64 = 3.0;
+/// Every process of a stack whose CPU counts, the load tool included.
+const ALL_PROCESSES: [&str; 6] = [
+    "gateway",
+    "pay-svc",
+    "order-svc",
+    "wxpay-sim",
+    "ack-server",
+    "bench",
+];
 const MAX_FIRST_P99_MS: f64 = 50.0;
 const MIN_DUPLICATES_VS_FIRST: f64 = 3.0;
 const MIN_SLOW_THROUGHPUT: f64 = 800.0;
@@ -68,6 +89,51 @@ impl Caller for MarkPaidCaller {
         match response.outcome() {
             MarkPaidOutcome::MarkedPaid => Ok(()),
             other => Err(format!("MarkPaid answered {other:?}: {}", response.detail)),
+        }
+    }
+}
+
+/// Reads paid orders with GetOrder, as pay-svc does before every orderquery.
+struct GetOrderCaller {
+    client: OrderClient,
+    order_ids: Arc<Vec<String>>,
+}
+
+impl Caller for GetOrderCaller {
+    async fn call(&mut self, index: usize) -> Result<(), String> {
+        let id = self
+            .order_ids
+            .get(index % self.order_ids.len().max(1))
+            .cloned()
+            .ok_or_else(|| "no orders to read".to_owned())?;
+        self.client
+            .get_order(GetOrderRequest { id })
+            .await
+            .map_err(|status| format!("GetOrder: {status}"))?;
+        Ok(())
+    }
+}
+
+/// Calls order-svc's standard health Check, which does no work: what one gRPC exchange
+/// through order-svc's server stack (tracing span, metrics layer) costs by itself.
+struct HealthCaller {
+    client: HealthClient<Channel>,
+}
+
+impl Caller for HealthCaller {
+    async fn call(&mut self, _index: usize) -> Result<(), String> {
+        let request = HealthCheckRequest {
+            service: String::new(),
+        };
+        let response = self
+            .client
+            .check(request)
+            .await
+            .map_err(|status| format!("health Check: {status}"))?
+            .into_inner();
+        match response.status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(format!("health Check answered {other:?}")),
         }
     }
 }
@@ -277,7 +343,7 @@ async fn run_main(
         let ack_addr = stack.ack_server.addr;
         let phase = measure(
             &stack,
-            "floor: bare HTTP ack",
+            HTTP_FLOOR,
             "ack server",
             c,
             floor_plan.len(),
@@ -291,6 +357,41 @@ async fn run_main(
                     floor_plan.clone(),
                     timeout,
                 )
+            },
+        )
+        .await?;
+        findings.record(phase);
+
+        // 2b. The read pay-svc makes before every orderquery, of orders paid so far.
+        let order_ids = Arc::new(expected.iter().map(|e| e.order_id.clone()).collect());
+        let phase = measure(
+            &stack,
+            GET_ORDER_FLOOR,
+            "order-svc GetOrder",
+            c,
+            options.orders,
+            options,
+            None,
+            || GetOrderCaller {
+                client: stack.order_client.clone(),
+                order_ids: Arc::clone(&order_ids),
+            },
+        )
+        .await?;
+        findings.record(phase);
+
+        // 2c. One gRPC exchange that does no work, through order-svc's server stack.
+        let health = stack.order_health.clone();
+        let phase = measure(
+            &stack,
+            GRPC_FLOOR,
+            "order-svc health",
+            c,
+            options.orders,
+            options,
+            None,
+            || HealthCaller {
+                client: health.clone(),
             },
         )
         .await?;
@@ -508,7 +609,7 @@ fn first_targets(findings: &mut Findings, options: &Options) {
         findings.phase("e2e: first notifications"),
         findings.phase(MARK_PAID_FLOOR),
         findings.phase(MARK_PAID_FLOOR_AFTER),
-        findings.phase("floor: bare HTTP ack"),
+        findings.phase(HTTP_FLOOR),
     ) else {
         return;
     };
@@ -550,6 +651,7 @@ fn first_targets(findings: &mut Findings, options: &Options) {
                 .to_owned(),
         );
     }
+    notes.extend(cpu_breakdown(findings).unwrap_or_default());
     if let Some(dups) = findings.phase("e2e: duplicates (paid)") {
         let ratio = dups.load.throughput() / e2e;
         targets.push(Target::new(
@@ -571,6 +673,54 @@ fn first_targets(findings: &mut Findings, options: &Options) {
     }
     findings.targets.extend(targets);
     findings.notes.extend(notes);
+}
+
+/// Where a first notification's CPU goes, priced by the floors of the same run (CPU per
+/// request of every process, the load tool included): order-svc's two calls as made directly,
+/// the rest (gateway, pay-svc, WeChat and their exchanges), and what the two HTTP/1.1 and three
+/// gRPC exchanges of a notification cost by themselves. Both sides of the ratio are CPU-bound,
+/// so MarkPaid's CPU over the exchanges' CPU bounds e2e / MarkPaid throughput even if the
+/// services did no work of their own.
+fn cpu_breakdown(findings: &Findings) -> Option<Vec<String>> {
+    let cpu = |name: &str| {
+        findings
+            .phase(name)
+            .map(|phase| phase.cpu_us_per_request(&ALL_PROCESSES))
+    };
+    let busy = |name: &str| {
+        findings
+            .phase(name)
+            .map(|phase| phase.cores_busy(&ALL_PROCESSES))
+    };
+    let pipeline = cpu("e2e: first notifications")?;
+    let mark_paid = (cpu(MARK_PAID_FLOOR)? + cpu(MARK_PAID_FLOOR_AFTER)?) / 2.0;
+    let pipeline_busy = busy("e2e: first notifications")?;
+    let mark_paid_busy = (busy(MARK_PAID_FLOOR)? + busy(MARK_PAID_FLOOR_AFTER)?) / 2.0;
+    let get_order = cpu(GET_ORDER_FLOOR)?;
+    let (http, grpc) = (cpu(HTTP_FLOOR)?, cpu(GRPC_FLOOR)?);
+    let exchanges = HTTP_EXCHANGES * http + GRPC_EXCHANGES * grpc;
+    let rest = pipeline - mark_paid - get_order;
+    Some(vec![
+        format!(
+            "CPU per request, all processes: a first notification {pipeline:.0} µs = MarkPaid \
+             {mark_paid:.0} + GetOrder {get_order:.0} (as called directly) + {rest:.0} for \
+             the gateway, pay-svc, WeChat and their exchanges; e2e / MarkPaid by CPU = {:.2}",
+            mark_paid / pipeline.max(1e-9)
+        ),
+        format!(
+            "cores busy (CPU time / wall time, all processes): first notifications \
+             {pipeline_busy:.2}, MarkPaid floor {mark_paid_busy:.2}; e2e / MarkPaid throughput \
+             = CPU ratio {:.2} x busy ratio {:.2}",
+            mark_paid / pipeline.max(1e-9),
+            pipeline_busy / mark_paid_busy.max(1e-9)
+        ),
+        format!(
+            "the exchanges alone ({HTTP_EXCHANGES} HTTP x {http:.0} + {GRPC_EXCHANGES} gRPC x \
+             {grpc:.0} µs) cost {exchanges:.0} µs: with services doing no work of their own, \
+             e2e / MarkPaid could reach about {:.2}",
+            mark_paid / exchanges.max(1e-9)
+        ),
+    ])
 }
 
 /// The highest peak RSS of each service over the stack's load phases.
@@ -899,5 +1049,55 @@ mod tests {
             "{:?}",
             steady.notes
         );
+    }
+
+    /// A phase of `requests` requests that cost `cpu_us` µs of CPU each, split between
+    /// order-svc and the load tool.
+    fn priced(name: &str, requests: u64, cpu_us: u64) -> Phase {
+        let mut p = phase(name, requests);
+        let total = Duration::from_micros(cpu_us * requests);
+        p.cpu = vec![("order-svc", total / 2), ("bench", total / 2)];
+        p
+    }
+
+    /// The breakdown subtracts order-svc's two direct calls from a notification's CPU and
+    /// bounds the ratio by what the exchanges alone cost.
+    #[test]
+    fn the_cpu_breakdown_prices_each_part_from_the_floors() {
+        let mut findings = Findings::default();
+        for p in [
+            priced(MARK_PAID_FLOOR, 1000, 280),
+            priced(MARK_PAID_FLOOR_AFTER, 1000, 320),
+            priced(GET_ORDER_FLOOR, 1000, 100),
+            priced(HTTP_FLOOR, 1000, 25),
+            priced(GRPC_FLOOR, 1000, 50),
+            priced("e2e: first notifications", 1000, 900),
+        ] {
+            findings.record(p);
+        }
+        let notes = cpu_breakdown(&findings).unwrap();
+        assert!(
+            notes[0].contains("900 µs = MarkPaid 300 + GetOrder 100 (as called directly) + 500"),
+            "{}",
+            notes[0]
+        );
+        assert!(notes[0].ends_with("= 0.33"), "{}", notes[0]);
+        // 2 x 25 + 3 x 50 = 200 µs; 300 / 200 = 1.5.
+        // Each phase ran for one second: cores busy = CPU µs per request x requests / 1e6.
+        assert!(
+            notes[1].contains("first notifications 0.90, MarkPaid floor 0.30"),
+            "{}",
+            notes[1]
+        );
+        assert!(
+            notes[1].ends_with("CPU ratio 0.33 x busy ratio 3.00"),
+            "{}",
+            notes[1]
+        );
+        assert!(notes[2].contains("cost 200 µs"), "{}", notes[2]);
+        assert!(notes[2].ends_with("about 1.50"), "{}", notes[2]);
+
+        findings.phases.retain(|p| p.name != GET_ORDER_FLOOR);
+        assert!(cpu_breakdown(&findings).is_none(), "needs every floor");
     }
 }

@@ -18,6 +18,7 @@ use paynotify::{
 };
 use secrecy::SecretString;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic_health::pb::health_client::HealthClient;
 use wxpay_sim::SimClient;
 
 use crate::procfs;
@@ -151,6 +152,8 @@ pub struct Stack {
     pub ack_server: Service,
     pub sim_client: SimClient,
     pub order_client: OrderClient,
+    /// order-svc's standard health service on the same channel: a gRPC call that does no work.
+    pub order_health: HealthClient<Channel>,
 }
 
 impl Stack {
@@ -255,6 +258,7 @@ impl Stack {
             .await
             .context("connecting to order-svc")?;
         let auth = AttachBearer::new(Some(&SecretString::from(token)))?;
+        let order_health = HealthClient::new(channel.clone());
         let order_client = OrderServiceClient::with_interceptor(channel, auth);
         // A call that needs the database and the token: NOT_FOUND proves both work.
         let probe = order_client
@@ -281,6 +285,7 @@ impl Stack {
             ack_server,
             sim_client,
             order_client,
+            order_health,
         })
     }
 
