@@ -1,0 +1,89 @@
+//! The load tool end to end, at a small size: the real service binaries (built as `cargo test`
+//! builds them, found by cluster-tests' harness), every phase of the first and duplicates
+//! scenarios, the CPU breakdown, and the database check. The figures of a debug build mean
+//! nothing; what is tested is that the tool runs every phase, every request succeeds, and it
+//! reports what the issue asks for.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn a_small_run_measures_every_phase_and_checks_the_database() {
+    let bin_dir = cluster_tests::binaries::dir().unwrap();
+    let report_dir = std::env::temp_dir().join(format!("bench-it-{}", std::process::id()));
+    std::fs::create_dir_all(&report_dir).unwrap();
+    let json = report_dir.join("perf.json");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--scenario", "first,duplicates", "--orders", "200"])
+        .args(["--warmup", "20", "--concurrency", "8"])
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .arg("--json")
+        .arg(&json)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("every order paid exactly once"), "{stdout}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    std::fs::remove_dir_all(&report_dir).unwrap();
+    assert_eq!(report["failures"], Value::Array(Vec::new()), "{report:#}");
+
+    let phases = report["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "floor: MarkPaid gRPC",
+            "floor: bare HTTP ack",
+            "floor: GetOrder gRPC",
+            "floor: bare gRPC (health Check)",
+            "e2e: first notifications",
+            "floor: MarkPaid gRPC (after)",
+            "e2e: duplicates (paid)",
+        ]
+    );
+    for phase in phases {
+        assert_eq!(phase["requests"], 200, "{phase:#}");
+        assert_eq!(phase["failed"], 0, "{phase:#}");
+        assert!(
+            phase["throughput_per_s"].as_f64().unwrap() > 0.0,
+            "{phase:#}"
+        );
+    }
+    let phase = |name: &str| phases.iter().find(|p| p["name"] == name).unwrap();
+    // Every first notification was confirmed with WeChat once; no duplicate was.
+    assert_eq!(phase("e2e: first notifications")["orderquery_calls"], 200);
+    assert_eq!(phase("e2e: duplicates (paid)")["orderquery_calls"], 0);
+    // The services' CPU is read: the pipeline phase used all four of them.
+    let cpu = &phase("e2e: first notifications")["cpu_us_per_request"];
+    for service in ["gateway", "pay-svc", "order-svc", "wxpay-sim"] {
+        assert!(cpu[service].as_f64().unwrap() > 0.0, "{service}: {cpu:#}");
+    }
+
+    let targets: Vec<&str> = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        targets.contains(&"first, c=8: e2e / MarkPaid floor throughput"),
+        "{targets:?}"
+    );
+    assert!(targets.contains(&"duplicates of paid orders: orderquery calls"));
+    let notes = report["notes"].to_string();
+    for part in ["CPU per request", "cores busy", "the exchanges alone"] {
+        assert!(notes.contains(part), "no `{part}` in {notes}");
+    }
+}
