@@ -82,6 +82,11 @@ pub struct Options {
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
 
+    /// Rounds of first notifications, each measured between two MarkPaid floors; the ratio
+    /// and p99 targets take the median over rounds (this VM's speed drifts between phases).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
+
     /// Share of the first phase's posts (0.0–0.95) that repeat an earlier notification,
     /// interleaved as WeChat's resends arrive. 0 keeps the phase to first notifications.
     #[arg(long, default_value_t = 0.0)]
