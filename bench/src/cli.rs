@@ -10,8 +10,8 @@ use paynotify::wxpay::sign::SignType;
 #[command(
     name = "bench",
     about = "Load tool: the real stack as release processes on 127.0.0.1, signed notifications \
-             through the gateway, the MarkPaid and bare-HTTP floors in the same run, and a \
-             database check afterwards",
+             through the gateway, the MarkPaid, bare-HTTP, GetOrder and bare-gRPC floors in the \
+             same run, and a database check afterwards",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -73,12 +73,12 @@ pub struct Options {
     )]
     pub scenarios: Vec<Scenario>,
 
-    /// Orders (first notifications) per measured phase; the MarkPaid floor and the HTTP floor
-    /// make as many requests.
+    /// Orders (first notifications) per measured phase, fresh ones for every round; each floor
+    /// (MarkPaid, HTTP, GetOrder, bare gRPC) makes as many requests.
     #[arg(long, default_value_t = 5_000)]
     pub orders: usize,
 
-    /// Requests in flight at once (first, duplicates, growth and both floors).
+    /// Requests in flight at once (first, duplicates, growth and every floor).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
 
