@@ -1,6 +1,11 @@
 //! The order-svc binary: settings (defaults → `--config` TOML → environment → flags),
 //! checked before anything starts, then the server until Ctrl-C or SIGTERM.
 
+/// jemalloc rather than glibc's malloc: the many small, short-lived allocations of every
+/// request (headers, fields, protobuf maps) cost markedly less CPU (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = match order_svc::Config::load() {
