@@ -48,6 +48,7 @@ impl Wechat {
                     .connect_timeout(config.connect_timeout)
                     .timeout(config.request_timeout)
                     .user_agent(concat!("pay-svc/", env!("CARGO_PKG_VERSION")))
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .map_err(|e| WechatError::Config(format!("HTTP client: {e}")))?;
                 Ok(PreviousKey {

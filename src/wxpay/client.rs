@@ -359,6 +359,46 @@ pub fn parse_fen(value: &str) -> Option<i64> {
 pub struct WechatClient {
     http: reqwest::Client,
     config: Arc<ClientConfig>,
+    /// The main domain's API addresses, then the backup domain's, parsed once: parsing an
+    /// address (with its IDNA host check) on every call was a visible share of an orderquery.
+    urls: Arc<(ApiUrls, Option<ApiUrls>)>,
+}
+
+/// The address of every API on one domain.
+struct ApiUrls {
+    unified_order: reqwest::Url,
+    order_query: reqwest::Url,
+    close_order: reqwest::Url,
+}
+
+impl ApiUrls {
+    /// `base` (the setting named `name`) joined with each API's path; only http(s).
+    fn new(name: &str, base: &str) -> Result<ApiUrls, WechatError> {
+        let url = |api: Api| {
+            let url = format!("{}/{}", base.trim_end_matches('/'), api.path());
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|e| WechatError::Config(format!("{name} `{base}`: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(WechatError::Config(format!(
+                    "{name} `{base}` must be http(s)"
+                )));
+            }
+            Ok(parsed)
+        };
+        Ok(ApiUrls {
+            unified_order: url(Api::UnifiedOrder)?,
+            order_query: url(Api::OrderQuery)?,
+            close_order: url(Api::CloseOrder)?,
+        })
+    }
+
+    fn of(&self, api: Api) -> &reqwest::Url {
+        match api {
+            Api::UnifiedOrder => &self.unified_order,
+            Api::OrderQuery => &self.order_query,
+            Api::CloseOrder => &self.close_order,
+        }
+    }
 }
 
 impl std::fmt::Debug for WechatClient {
@@ -371,20 +411,11 @@ impl std::fmt::Debug for WechatClient {
 
 impl WechatClient {
     pub fn new(config: ClientConfig) -> Result<WechatClient, WechatError> {
-        for (name, url) in std::iter::once(("base_url", &config.base_url)).chain(
-            config
-                .backup_base_url
-                .iter()
-                .map(|url| ("backup_base_url", url)),
-        ) {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| WechatError::Config(format!("{name} `{url}`: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(WechatError::Config(format!(
-                    "{name} `{url}` must be http(s)"
-                )));
-            }
-        }
+        let main = ApiUrls::new("base_url", &config.base_url)?;
+        let backup = match &config.backup_base_url {
+            Some(url) => Some(ApiUrls::new("backup_base_url", url)?),
+            None => None,
+        };
         if config.retry.max_attempts == 0 {
             return Err(WechatError::Config("retry.max_attempts must be ≥ 1".into()));
         }
@@ -392,11 +423,15 @@ impl WechatClient {
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("paynotify/", env!("CARGO_PKG_VERSION")))
+            // WeChat's API answers where it is asked; a redirect is an error to report,
+            // never a reason to send a signed request somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| WechatError::Config(format!("HTTP client: {e}")))?;
         Ok(WechatClient {
             http,
             config: Arc::new(config),
+            urls: Arc::new((main, backup)),
         })
     }
 
@@ -475,8 +510,9 @@ impl WechatClient {
 
     /// One attempt: the main domain, then the backup one if the main could not be reached.
     async fn call_once(&self, api: Api, fields: &Fields) -> Result<Fields, WechatError> {
-        let main = self.exchange(&self.config.base_url, api, fields).await;
-        match (main, &self.config.backup_base_url) {
+        let (main_urls, backup_urls) = &*self.urls;
+        let main = self.exchange(main_urls, api, fields).await;
+        match (main, backup_urls) {
             (Err(err), Some(backup)) if err.warrants_backup(api) => {
                 tracing::warn!(api = api.name(), error = %err, "main WeChat domain failed, trying the backup domain");
                 self.exchange(backup, api, fields).await
@@ -486,9 +522,13 @@ impl WechatClient {
     }
 
     /// One HTTP exchange with a freshly signed request.
-    async fn exchange(&self, base: &str, api: Api, fields: &Fields) -> Result<Fields, WechatError> {
+    async fn exchange(
+        &self,
+        urls: &ApiUrls,
+        api: Api,
+        fields: &Fields,
+    ) -> Result<Fields, WechatError> {
         let body = signed_request(&self.config, fields);
-        let url = format!("{}/{}", base.trim_end_matches('/'), api.path());
         let classify = |source: reqwest::Error| {
             if source.is_timeout() {
                 WechatError::Timeout { api, source }
@@ -498,7 +538,7 @@ impl WechatClient {
         };
         let mut response = self
             .http
-            .post(url)
+            .post(urls.of(api).clone())
             .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
             .body(body)
             .send()
@@ -977,6 +1017,8 @@ mod tests {
     #[derive(Clone)]
     enum Script {
         Reply(u16, String),
+        /// A 307 (which keeps the method and the body) to this address.
+        Redirect(String),
         /// Accept, read, never answer (a timeout).
         Hang,
     }
@@ -1005,6 +1047,12 @@ mod tests {
                         );
                         let _ = socket.write_all(head.as_bytes()).await;
                         let _ = socket.write_all(reply.as_bytes()).await;
+                    }
+                    Script::Redirect(location) => {
+                        let head = format!(
+                            "HTTP/1.1 307 X\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = socket.write_all(head.as_bytes()).await;
                     }
                     Script::Hang => {
                         tokio::spawn(async move {
@@ -1062,6 +1110,28 @@ mod tests {
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0]["out_trade_no"], "o1");
         assert_eq!(sign::verify(&requests[0], KEY), Ok(SignType::Md5));
+    }
+
+    /// A redirect is an HTTP error like any other: the signed request is not sent on to
+    /// wherever the redirect points.
+    #[tokio::test]
+    async fn a_redirect_is_an_error_and_is_not_followed() {
+        let (elsewhere, seen_elsewhere) = test_server(vec![Script::Reply(200, paid_reply())]).await;
+        let (base, seen) = test_server(vec![Script::Redirect(format!(
+            "{elsewhere}/pay/orderquery"
+        ))])
+        .await;
+        let client = WechatClient::new(config(&base)).unwrap();
+        let err = client
+            .order_query(&OrderRef::OutTradeNo("o1".into()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, WechatError::HttpStatus { status: 307, .. }),
+            "{err:?}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert!(seen_elsewhere.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
