@@ -359,8 +359,8 @@ pub fn parse_fen(value: &str) -> Option<i64> {
 pub struct WechatClient {
     http: reqwest::Client,
     config: Arc<ClientConfig>,
-    /// The main domain's API addresses, then the backup domain's, parsed once: parsing an
-    /// address (with its IDNA host check) on every call was a visible share of an orderquery.
+    /// The main domain's API addresses, then the backup domain's, parsed (and checked) once
+    /// rather than on every call.
     urls: Arc<(ApiUrls, Option<ApiUrls>)>,
 }
 
