@@ -154,12 +154,23 @@ pub struct Stack {
     pub order_client: OrderClient,
     /// order-svc's standard health service on the same channel: a gRPC call that does no work.
     pub order_health: HealthClient<Channel>,
+    /// The admin ports serving `/metrics` of pay-svc and order-svc.
+    pub pay_metrics: SocketAddr,
+    pub order_metrics: SocketAddr,
 }
 
 impl Stack {
     /// Starts every process on free ports and waits until each listens.
     pub async fn start(settings: &Settings) -> anyhow::Result<Stack> {
-        let [sim_addr, order_addr, pay_addr, gateway_addr, ack_addr] = free_ports()?;
+        let [
+            sim_addr,
+            order_addr,
+            pay_addr,
+            gateway_addr,
+            ack_addr,
+            order_metrics,
+            pay_metrics,
+        ] = free_ports()?;
         let binary = |name: &str| -> anyhow::Result<PathBuf> {
             let path = settings.bin_dir.join(name);
             if !path.is_file() {
@@ -185,6 +196,9 @@ impl Stack {
             ("ORDER_SVC_ADDR", order_addr.to_string()),
             ("DATABASE_URL", settings.database_url.clone()),
             ("GRPC_AUTH_TOKEN", token.clone()),
+            // Free admin ports (here and for pay-svc), not the defaults 9101 and 9102: the tool
+            // must run beside devstack or another run.
+            ("METRICS_ADDR", order_metrics.to_string()),
         ];
         if let Some(max) = settings.db_max_connections {
             order_env.push(("DB_MAX_CONNECTIONS", max.to_string()));
@@ -204,6 +218,7 @@ impl Stack {
             pay_addr,
             &[
                 ("PAY_SVC_ADDR", pay_addr.to_string()),
+                ("METRICS_ADDR", pay_metrics.to_string()),
                 ("ORDER_SVC_URL", format!("http://{order_addr}")),
                 ("WXPAY_API_BASE", format!("http://{sim_addr}")),
                 (
@@ -286,6 +301,8 @@ impl Stack {
             sim_client,
             order_client,
             order_health,
+            pay_metrics,
+            order_metrics,
         })
     }
 
@@ -345,7 +362,7 @@ mod tests {
 
     #[test]
     fn free_ports_are_distinct_loopback_ports() {
-        let ports: [SocketAddr; 5] = free_ports().unwrap();
+        let ports: [SocketAddr; 7] = free_ports().unwrap();
         for (i, a) in ports.iter().enumerate() {
             assert!(a.ip().is_loopback());
             assert!(ports[i + 1..].iter().all(|b| b.port() != a.port()));

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+use std::{net::TcpListener, process::Command};
 
 use serde_json::Value;
 
@@ -15,6 +15,9 @@ fn a_small_run_measures_every_phase_and_checks_the_database() {
     let bin_dir = cluster_tests::binaries::dir().unwrap();
     let report_dir = tempfile::tempdir().unwrap();
     let json = report_dir.path().join("perf.json");
+    // The services' default metrics ports taken, as when devstack runs beside the tool: the
+    // tool gives its services free ones. (Already taken by something else is as good.)
+    let _default_metrics_ports = [9101, 9102].map(|port| TcpListener::bind(("127.0.0.1", port)));
 
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["--scenario", "first,duplicates", "--orders", "200"])
