@@ -8,7 +8,8 @@
 //! - [`orders`], [`seed`]: orders for a run, through order-svc or bulk into the table;
 //! - [`load`]: the bounded load loop and its callers; [`report`]: what is printed;
 //! - [`check`]: the database invariants; [`run`]: the scenarios, in order;
-//! - [`procfs`]: memory and CPU of each process; [`profile`]: optional `perf record` per phase.
+//! - [`procfs`]: memory and CPU of each process; [`profile`]: optional `perf record` per phase;
+//! - [`stages`]: where a phase's time went, from pay-svc's and order-svc's own metrics.
 
 pub mod ack_server;
 pub mod check;
@@ -21,3 +22,4 @@ pub mod report;
 pub mod run;
 pub mod seed;
 pub mod stack;
+pub mod stages;

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use serde_json::{Value, json};
 
-use crate::load::LoadResult;
+use crate::{load::LoadResult, stages::Stages};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -26,6 +26,8 @@ pub struct Phase {
     pub cpu: Vec<(&'static str, Duration)>,
     /// Rows in tb_order when the phase started, when counted.
     pub table_rows: Option<u64>,
+    /// Where the time went, by the services' metrics, when both could be scraped.
+    pub stages: Option<Stages>,
 }
 
 impl Phase {
@@ -77,6 +79,7 @@ impl Phase {
             "peak_rss_bytes": self.peak_rss.iter().map(|(n, b)| (n.to_string(), json!(b))).collect::<serde_json::Map<_, _>>(),
             "cpu_us_per_request": self.cpu.iter().map(|(n, c)| (n.to_string(), json!(c.as_secs_f64() * 1e6 / (self.load.requests.max(1) as f64)))).collect::<serde_json::Map<_, _>>(),
             "errors": self.load.errors,
+            "stages": self.stages.as_ref().map(Stages::to_json),
         })
     }
 }
@@ -232,6 +235,7 @@ mod tests {
                 ("pay-svc", Duration::from_millis(300)),
             ],
             table_rows: None,
+            stages: None,
         }
     }
 

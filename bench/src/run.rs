@@ -37,6 +37,7 @@ use crate::{
     report::{self, Phase, Target},
     seed,
     stack::{OrderClient, Settings, Stack},
+    stages,
 };
 
 /// The issue's targets.
@@ -770,6 +771,7 @@ fn first_targets(findings: &mut Findings, options: &Options) {
         }
     }
     notes.extend(cpu_breakdown(findings).unwrap_or_default());
+    notes.extend(stage_notes(findings));
     if let Some(dups) = findings.phase("e2e: duplicates (paid)") {
         let ratio = dups.load.throughput() / e2e;
         targets.push(Target::new(
@@ -791,6 +793,28 @@ fn first_targets(findings: &mut Findings, options: &Options) {
     }
     findings.targets.extend(targets);
     findings.notes.extend(notes);
+}
+
+/// Where the first notifications' time went, and how the MarkPaid writer grouped payments
+/// in them and in the floors, from the services' metrics (docs/PERFORMANCE.md, "Where a first
+/// notification's time goes").
+fn stage_notes(findings: &Findings) -> Vec<String> {
+    findings
+        .phases
+        .iter()
+        .filter_map(|phase| {
+            let stages = phase.stages.as_ref()?;
+            if phase.name.starts_with(FIRST) {
+                // Little's law: the mean time in flight of `concurrency` requests at this rate.
+                let in_flight_ms = phase.concurrency as f64 / phase.load.throughput() * 1000.0;
+                stages.notification_note(&phase.name, in_flight_ms)
+            } else if phase.name.starts_with(MARK_PAID_FLOOR) {
+                stages.floor_note(&phase.name)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Where a first notification's CPU goes, priced by the floors of the same run (CPU per
@@ -1010,6 +1034,7 @@ async fn measure<C: Caller>(
         .map(|(name, pid)| (*name, procfs::cpu_time(*pid).unwrap_or_default()))
         .collect();
     let queries_before = stack.sim_client.stats().await?.orderquery_calls;
+    let metrics_before = stages::Snapshot::take(stack.pay_metrics, stack.order_metrics).await;
     let recording = match &options.perf_dir {
         Some(dir) => {
             let pids: Vec<u32> = stack.services().iter().map(|s| s.pid).collect();
@@ -1031,6 +1056,17 @@ async fn measure<C: Caller>(
         println!("profile: {}", file.display());
     }
     let queries_after = stack.sim_client.stats().await?.orderquery_calls;
+    // Informative only: a scrape that fails leaves the phase without the breakdown.
+    let stages = match (
+        metrics_before,
+        stages::Snapshot::take(stack.pay_metrics, stack.order_metrics).await,
+    ) {
+        (Ok(before), Ok(after)) => Some(stages::Stages::between(&before, &after)),
+        (Err(error), _) | (_, Err(error)) => {
+            println!("{name}: no breakdown from the services' metrics: {error:#}");
+            None
+        }
+    };
     let cpu = cpu_before
         .iter()
         .map(|(name, before)| {
@@ -1059,6 +1095,7 @@ async fn measure<C: Caller>(
         peak_rss,
         cpu,
         table_rows,
+        stages,
     })
 }
 
@@ -1139,6 +1176,7 @@ mod tests {
             peak_rss: Vec::new(),
             cpu: Vec::new(),
             table_rows: None,
+            stages: None,
         }
     }
 

@@ -78,6 +78,40 @@ fn a_small_run_measures_every_phase_and_checks_the_database() {
         assert!(cpu[service].as_f64().unwrap() > 0.0, "{service}: {cpu:#}");
     }
 
+    // Where the time went, from the services' metrics: every notification passed through
+    // ConfirmPayment, MarkPaid and GetOrder once, and the writer grouped the payments.
+    let stages = &phase("e2e: first notifications")["stages"];
+    for (part, calls) in [
+        ("pay_svc_confirm_payment", 200),
+        ("order_svc_mark_paid", 200),
+        ("order_svc_get_order", 200),
+        ("pay_svc_orderquery", 200),
+    ] {
+        assert_eq!(
+            stages[part]["count"],
+            f64::from(calls),
+            "{part}: {stages:#}"
+        );
+        assert!(
+            stages[part]["mean_ms"].as_f64().unwrap() > 0.0,
+            "{part}: {stages:#}"
+        );
+    }
+    assert!(
+        stages["pay_svc_confirm_payment"]["mean_ms"]
+            .as_f64()
+            .unwrap()
+            > stages["order_svc_mark_paid"]["mean_ms"].as_f64().unwrap(),
+        "pay-svc waits for MarkPaid: {stages:#}"
+    );
+    let floor = &phase("floor: MarkPaid gRPC")["stages"];
+    assert_eq!(floor["order_svc_mark_paid"]["count"], 200.0, "{floor:#}");
+    assert_eq!(floor["pay_svc_confirm_payment"]["count"], 0.0, "{floor:#}");
+    assert!(
+        floor["mark_paid_group_size"].as_f64().unwrap() >= 1.0,
+        "{floor:#}"
+    );
+
     let targets = report["targets"].as_array().unwrap();
     let target = |name: &str| {
         targets
@@ -102,6 +136,10 @@ fn a_small_run_measures_every_phase_and_checks_the_database() {
         "CPU per request",
         "cores busy",
         "did nothing but their exchanges",
+        "e2e: first notifications (round 2): ",
+        "ms in flight per notification, of which pay-svc",
+        "floor: MarkPaid gRPC (after): MarkPaid",
+        "payments per group",
     ] {
         assert!(notes.contains(part), "no `{part}` in {notes}");
     }
