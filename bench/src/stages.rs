@@ -122,10 +122,11 @@ impl Snapshot {
     }
 }
 
-/// Calls of one kind made during a phase, and their mean duration.
+/// Calls of one kind made during a phase: how many, their time in all and on average.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Calls {
     pub count: f64,
+    pub total_ms: f64,
     pub mean_ms: f64,
 }
 
@@ -141,13 +142,18 @@ impl Calls {
             let series = format!("{name}_{suffix}");
             after.sum(&series, labels) - before.sum(&series, labels)
         };
-        let count = delta("count");
-        let mean_ms = if count > 0.0 {
-            delta("sum") / count * 1000.0
-        } else {
-            0.0
-        };
-        Calls { count, mean_ms }
+        let (count, total_ms) = (delta("count"), delta("sum") * 1000.0);
+        let mean_ms = if count > 0.0 { total_ms / count } else { 0.0 };
+        Calls {
+            count,
+            total_ms,
+            mean_ms,
+        }
+    }
+
+    /// Their time spread over `n` notifications (some of which, duplicates, made no call).
+    fn per(&self, n: f64) -> f64 {
+        self.total_ms / n
     }
 }
 
@@ -211,19 +217,20 @@ impl Stages {
         if self.confirm.count <= 0.0 {
             return None;
         }
-        let rest = self.confirm.mean_ms
-            - self.mark_paid.mean_ms
-            - self.get_order.mean_ms
-            - self.orderquery.mean_ms;
+        let notifications = self.confirm.count;
+        let [confirm, mark_paid, get_order, orderquery] = [
+            self.confirm,
+            self.mark_paid,
+            self.get_order,
+            self.orderquery,
+        ]
+        .map(|calls| calls.per(notifications));
+        let rest = confirm - mark_paid - get_order - orderquery;
         let mut note = format!(
             "{phase}: {in_flight_ms:.1} ms in flight per notification, of which pay-svc \
-             {:.1} ms = order-svc MarkPaid {:.1} + GetOrder {:.1} + WeChat orderquery {:.1} + \
-             {:.1} of its own and its clients' (means, from the services' metrics)",
-            self.confirm.mean_ms,
-            self.mark_paid.mean_ms,
-            self.get_order.mean_ms,
-            self.orderquery.mean_ms,
-            rest
+             {confirm:.1} ms = order-svc MarkPaid {mark_paid:.1} + GetOrder {get_order:.1} + \
+             WeChat orderquery {orderquery:.1} + {rest:.1} of its own and its clients' (means \
+             per notification, from the services' metrics)"
         );
         if let Some(size) = self.group_size() {
             note.push_str(&format!(
@@ -340,6 +347,30 @@ not a sample line
         assert_eq!(
             floor,
             "floor: MarkPaid gRPC: MarkPaid 12.0 ms on average in order-svc, 20.0 payments per group"
+        );
+    }
+
+    /// With resent copies among the notifications, only the first of each calls order-svc
+    /// and WeChat: their time is spread over every notification, so the parts still add up.
+    #[test]
+    fn duplicates_spread_the_calls_over_every_notification() {
+        let after = snapshot(
+            "grpc_server_handling_seconds_sum{grpc_method=\"ConfirmPayment\"} 1.2\n\
+             grpc_server_handling_seconds_count{grpc_method=\"ConfirmPayment\"} 200\n\
+             paysvc_orderquery_duration_seconds_sum{result=\"ok\"} 0.2\n\
+             paysvc_orderquery_duration_seconds_count{result=\"ok\"} 100\n",
+            "grpc_server_handling_seconds_sum{grpc_method=\"MarkPaid\"} 0.8\n\
+             grpc_server_handling_seconds_count{grpc_method=\"MarkPaid\"} 100\n",
+        );
+        let stages = Stages::between(&Snapshot::default(), &after);
+        assert!((stages.mark_paid.mean_ms - 8.0).abs() < 1e-9, "{stages:?}");
+        let note = stages.notification_note("mix", 7.0).unwrap();
+        assert!(
+            note.contains(
+                "pay-svc 6.0 ms = order-svc MarkPaid 4.0 + GetOrder 0.0 + WeChat orderquery 1.0 \
+                 + 1.0 of its own"
+            ),
+            "{note}"
         );
     }
 
