@@ -1008,7 +1008,7 @@ async fn measure_notifications(
 }
 
 /// Runs one phase and reads, around it, the simulator's orderquery counter, every process's
-/// CPU time and (after resetting it) its peak RSS.
+/// CPU time and (after resetting it) its peak RSS, and pay-svc's and order-svc's metrics.
 #[allow(clippy::too_many_arguments)]
 async fn measure<C: Caller>(
     stack: &Stack,
@@ -1025,6 +1025,8 @@ async fn measure<C: Caller>(
     processes.push((stack.ack_server.name, stack.ack_server.pid));
     let bench = ("bench", std::process::id());
 
+    // Scraped outside the span of the CPU and memory readings: rendering a page costs a little.
+    let metrics_before = stages::Snapshot::take(stack.pay_metrics, stack.order_metrics).await;
     for (_, pid) in &processes {
         procfs::reset_peak_rss(*pid);
     }
@@ -1034,7 +1036,6 @@ async fn measure<C: Caller>(
         .map(|(name, pid)| (*name, procfs::cpu_time(*pid).unwrap_or_default()))
         .collect();
     let queries_before = stack.sim_client.stats().await?.orderquery_calls;
-    let metrics_before = stages::Snapshot::take(stack.pay_metrics, stack.order_metrics).await;
     let recording = match &options.perf_dir {
         Some(dir) => {
             let pids: Vec<u32> = stack.services().iter().map(|s| s.pid).collect();
@@ -1056,17 +1057,6 @@ async fn measure<C: Caller>(
         println!("profile: {}", file.display());
     }
     let queries_after = stack.sim_client.stats().await?.orderquery_calls;
-    // Informative only: a scrape that fails leaves the phase without the breakdown.
-    let stages = match (
-        metrics_before,
-        stages::Snapshot::take(stack.pay_metrics, stack.order_metrics).await,
-    ) {
-        (Ok(before), Ok(after)) => Some(stages::Stages::between(&before, &after)),
-        (Err(error), _) | (_, Err(error)) => {
-            println!("{name}: no breakdown from the services' metrics: {error:#}");
-            None
-        }
-    };
     let cpu = cpu_before
         .iter()
         .map(|(name, before)| {
@@ -1086,6 +1076,17 @@ async fn measure<C: Caller>(
         .iter()
         .map(|(name, pid)| (*name, procfs::peak_rss(*pid)))
         .collect();
+    // Informative only: a scrape that fails leaves the phase without the breakdown.
+    let stages = match (
+        metrics_before,
+        stages::Snapshot::take(stack.pay_metrics, stack.order_metrics).await,
+    ) {
+        (Ok(before), Ok(after)) => Some(stages::Stages::between(&before, &after)),
+        (Err(error), _) | (_, Err(error)) => {
+            println!("{name}: no breakdown from the services' metrics: {error:#}");
+            None
+        }
+    };
     Ok(Phase {
         name: name.to_owned(),
         target,
