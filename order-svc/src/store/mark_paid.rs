@@ -19,7 +19,7 @@ use sea_orm::{
 use super::read::find_order;
 use super::write::{LogEntry, begin_write, insert_if_absent, insert_log};
 use super::{MAX_RACE_RETRIES, OrderStore};
-use crate::db::entities::{NOT_CONSIGNED, order, order_status, pay_anomaly, pay_status};
+use crate::db::entities::{NOT_CONSIGNED, order, order_log, order_status, pay_anomaly, pay_status};
 use crate::domain::{
     MarkPaidResult, OrderState, PaidOutcome, PaymentNotice, conflict_remarks, now_utc, paid_remarks,
 };
@@ -88,7 +88,7 @@ pub(super) async fn apply_alone(
     notice: &PaymentNotice,
 ) -> Result<Option<Applied>, OrderError> {
     let txn = begin_write(db).await?;
-    match apply(&txn, notice).await {
+    match apply(&txn, notice, PaidLog::Now).await {
         Ok(applied) => {
             txn.commit().await?;
             Ok(applied)
@@ -102,6 +102,15 @@ pub(super) async fn apply_alone(
     }
 }
 
+/// Where [`apply`] puts the log row of a payment it marks paid.
+pub(super) enum PaidLog<'a> {
+    /// Written at once.
+    Now,
+    /// Kept for the caller to write before it commits (the SQLite group commit writes a
+    /// group's rows in one statement).
+    Later(&'a mut Vec<order_log::ActiveModel>),
+}
+
 /// The MarkPaid decision inside `txn`, which the caller commits on `Ok` and rolls back on
 /// `Err`. `None`: the order became payable only after the update looked (it was created in
 /// between); running it again will pay it. Every refusal (`TransactionReused`,
@@ -110,6 +119,7 @@ pub(super) async fn apply_alone(
 pub(super) async fn apply(
     txn: &DatabaseTransaction,
     notice: &PaymentNotice,
+    paid_log: PaidLog<'_>,
 ) -> Result<Option<Applied>, OrderError> {
     let now = now_utc();
     let update = order::Entity::update_many()
@@ -128,19 +138,19 @@ pub(super) async fn apply(
     let paid = update_if_payable(txn, update, notice).await?;
 
     if let Some(order) = paid {
-        insert_log(
-            txn,
-            LogEntry {
-                order_id: &notice.order_id,
-                at: now,
-                order_status: Some(order_status::PAID.to_owned()),
-                pay_status: Some(pay_status::PAID.to_owned()),
-                consign_status: Some(NOT_CONSIGNED.to_owned()),
-                remarks: paid_remarks(&notice.transaction_id),
-                money: Some(notice.amount_fen),
-            },
-        )
-        .await?;
+        let entry = LogEntry {
+            order_id: &notice.order_id,
+            at: now,
+            order_status: Some(order_status::PAID.to_owned()),
+            pay_status: Some(pay_status::PAID.to_owned()),
+            consign_status: Some(NOT_CONSIGNED.to_owned()),
+            remarks: paid_remarks(&notice.transaction_id),
+            money: Some(notice.amount_fen),
+        };
+        match paid_log {
+            PaidLog::Now => insert_log(txn, entry).await?,
+            PaidLog::Later(rows) => rows.push(entry.row()),
+        }
         return Ok(Some(Applied {
             result: MarkPaidResult {
                 outcome: PaidOutcome::MarkedPaid,

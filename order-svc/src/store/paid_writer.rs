@@ -18,8 +18,8 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use tokio::sync::Mutex;
 
 use super::batch::{Batcher, Job};
-use super::mark_paid::{Applied, apply, apply_alone};
-use super::write::begin_write;
+use super::mark_paid::{Applied, PaidLog, apply, apply_alone};
+use super::write::{begin_write, insert_logs};
 use crate::domain::PaymentNotice;
 use crate::error::OrderError;
 
@@ -98,18 +98,21 @@ async fn commit_group(
 /// [`wrote_nothing`]), so a refused payment leaves nothing behind and the group goes on. An
 /// error that may come after a write fails the group, which is then rolled back and run one
 /// by one. (A savepoint each would cost two more round trips to SQLite's thread per payment,
-/// on the one path every payment waits in.)
+/// on the one path every payment waits in.) For the same reason the log rows of the payments
+/// the group marks paid are written last, in one statement; if that fails, so does the group.
 async fn apply_each(
     txn: &DatabaseTransaction,
     group: &[Job<PaymentNotice, Answer>],
 ) -> Result<Vec<Answer>, OrderError> {
     let mut answers = Vec::with_capacity(group.len());
+    let mut paid_logs = Vec::with_capacity(group.len());
     for job in group {
-        match apply(txn, &job.request).await {
+        match apply(txn, &job.request, PaidLog::Later(&mut paid_logs)).await {
             Err(err) if !wrote_nothing(&err) => return Err(err),
             answer => answers.push(answer),
         }
     }
+    insert_logs(txn, paid_logs).await?;
     Ok(answers)
 }
 
@@ -200,6 +203,83 @@ mod tests {
                 .await?;
             assert_eq!(logs.len(), usize::from(paid), "{id}");
         }
+        Ok(())
+    }
+
+    /// Copies of one payment, and another payment of the same order, in the same group (WeChat
+    /// resends from several servers at once): the first pays the order and gets the one paid
+    /// log row, the copy is already paid, the other payment is recorded for refund with a log
+    /// row of its own; the group's paid log rows are written together at the end.
+    #[tokio::test]
+    async fn one_order_paid_twice_in_a_group_gets_one_paid_log_row() -> anyhow::Result<()> {
+        let database = TestDatabase::create(Backend::Sqlite).await?;
+        let db = Database::connect(database.url()).await?;
+        crate::db::schema::migrate(&db).await?;
+        let store = OrderStore::new(db.clone());
+        for id in ["twice", "other", "third"] {
+            store
+                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
+                .await?;
+        }
+        let group = [
+            job("twice", "4200000000000000000000000001", 500),
+            job("twice", "4200000000000000000000000001", 500),
+            job("twice", "4200000000000000000000000002", 500),
+            job("other", "4200000000000000000000000003", 500),
+            job("third", "4200000000000000000000000004", 500),
+        ];
+        let answers = commit_group(&db, &group).await?;
+        let outcomes: Vec<PaidOutcome> = answers
+            .into_iter()
+            .map(|answer| answer.unwrap().unwrap().result.outcome)
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                PaidOutcome::MarkedPaid,
+                PaidOutcome::AlreadyPaid,
+                PaidOutcome::PaymentConflict,
+                PaidOutcome::MarkedPaid,
+                PaidOutcome::MarkedPaid,
+            ]
+        );
+
+        let twice = order::Entity::find_by_id("twice")
+            .all(&db)
+            .await?
+            .pop()
+            .unwrap();
+        assert_eq!(
+            twice.transaction_id.as_deref(),
+            Some("4200000000000000000000000001")
+        );
+        let logs = |id: &'static str| {
+            order_log::Entity::find()
+                .filter(order_log::Column::OrderId.eq(id))
+                .all(&db)
+        };
+        let remarks: Vec<String> = logs("twice")
+            .await?
+            .into_iter()
+            .map(|log| log.remarks.unwrap_or_default())
+            .collect();
+        assert_eq!(remarks.len(), 2, "{remarks:?}");
+        assert_eq!(
+            remarks
+                .iter()
+                .filter(|r| **r == crate::domain::paid_remarks("4200000000000000000000000001"))
+                .count(),
+            1,
+            "{remarks:?}"
+        );
+        // Three paid rows: one statement of two and one of one.
+        assert_eq!(logs("other").await?.len(), 1);
+        assert_eq!(logs("third").await?.len(), 1);
+        let anomalies = crate::db::entities::pay_anomaly::Entity::find()
+            .all(&db)
+            .await?;
+        assert_eq!(anomalies.len(), 1);
+        assert_eq!(anomalies[0].transaction_id, "4200000000000000000000000002");
         Ok(())
     }
 

@@ -65,24 +65,30 @@ pub(crate) struct LogEntry<'a> {
     pub money: Option<i32>,
 }
 
+impl LogEntry<'_> {
+    /// The row, under a freshly drawn id.
+    pub(crate) fn row(&self) -> order_log::ActiveModel {
+        order_log::ActiveModel {
+            id: Set(ids::next_id()),
+            operater: Set(Some(SYSTEM_OPERATOR.to_owned())),
+            operate_time: Set(Some(self.at)),
+            order_id: Set(Some(self.order_id.to_owned())),
+            order_status: Set(self.order_status.clone()),
+            pay_status: Set(self.pay_status.clone()),
+            consign_status: Set(self.consign_status.clone()),
+            remarks: Set(Some(self.remarks.clone())),
+            money: Set(self.money),
+        }
+    }
+}
+
 /// Writes the log row under a fresh id, drawing another if the id is taken.
 pub(crate) async fn insert_log(
     txn: &DatabaseTransaction,
     entry: LogEntry<'_>,
 ) -> Result<(), OrderError> {
     for _ in 0..ids::MAX_ATTEMPTS {
-        let row = order_log::ActiveModel {
-            id: Set(ids::next_id()),
-            operater: Set(Some(SYSTEM_OPERATOR.to_owned())),
-            operate_time: Set(Some(entry.at)),
-            order_id: Set(Some(entry.order_id.to_owned())),
-            order_status: Set(entry.order_status.clone()),
-            pay_status: Set(entry.pay_status.clone()),
-            consign_status: Set(entry.consign_status.clone()),
-            remarks: Set(Some(entry.remarks.clone())),
-            money: Set(entry.money),
-        };
-        if insert_if_absent(txn, order_log::Entity::insert(row)).await? {
+        if insert_if_absent(txn, order_log::Entity::insert(entry.row())).await? {
             return Ok(());
         }
         tracing::warn!("log id collision, drawing another");
@@ -91,6 +97,36 @@ pub(crate) async fn insert_log(
         what: "log row",
         attempts: ids::MAX_ATTEMPTS,
     })
+}
+
+/// Writes `rows` in a few multi-row statements: the paid rows of a SQLite group commit, a
+/// round trip to SQLite's thread per statement instead of per row. The statements hold a
+/// power of two of rows each (a group of 19: 16, 2, 1), so that a connection caches at most
+/// seven of them rather than one per group size. An id already taken (as unlikely as for
+/// [`insert_log`]) fails its statement, and with it the group, whose payments are then run
+/// one by one, where `insert_log` draws another id.
+pub(crate) async fn insert_logs(
+    txn: &DatabaseTransaction,
+    mut rows: Vec<order_log::ActiveModel>,
+) -> Result<(), OrderError> {
+    while !rows.is_empty() {
+        let size = power_of_two_at_most(rows.len());
+        let statement: Vec<_> = rows.drain(..size).collect();
+        let written = order_log::Entity::insert_many(statement)
+            .exec_without_returning(txn)
+            .await?;
+        if written != size as u64 {
+            return Err(OrderError::Database(DbErr::Custom(format!(
+                "{written} of {size} log rows written"
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// The largest power of two not above `n` (which is at least 1).
+fn power_of_two_at_most(n: usize) -> usize {
+    1 << n.max(1).ilog2()
 }
 
 #[cfg(test)]
@@ -107,6 +143,12 @@ mod tests {
             amount_fen: Set(1),
             detected_at: Set(NaiveDateTime::default()),
         })
+    }
+
+    #[test]
+    fn log_statements_hold_a_power_of_two_of_rows() {
+        let sizes = [1, 2, 3, 19, 63, 64].map(power_of_two_at_most);
+        assert_eq!(sizes, [1, 2, 2, 16, 32, 64]);
     }
 
     #[test]
