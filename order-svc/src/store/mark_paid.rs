@@ -107,7 +107,7 @@ pub(super) enum PaidLog<'a> {
     /// Written at once.
     Now,
     /// Kept for the caller to write before it commits (the SQLite group commit writes a
-    /// group's rows in one statement).
+    /// group's rows together, [`super::write::insert_logs`]).
     Later(&'a mut Vec<order_log::ActiveModel>),
 }
 

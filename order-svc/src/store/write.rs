@@ -1,5 +1,5 @@
 //! The writing primitives every transaction uses: how a write transaction starts, a portable
-//! "insert unless the key exists", and the one way a log row is written.
+//! "insert unless the key exists", and how log rows are written (one, or a group commit's).
 
 use chrono::NaiveDateTime;
 use sea_orm::sea_query::OnConflict;
