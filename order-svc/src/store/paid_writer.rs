@@ -144,6 +144,23 @@ mod tests {
     use crate::testing::{Backend, TestDatabase};
     use sea_orm::{ColumnTrait, ConnectionTrait, Database, EntityTrait, QueryFilter};
 
+    /// A migrated SQLite database (kept while the handle lives) with an unpaid order of 500
+    /// fen for each id.
+    async fn sqlite_with_orders(
+        ids: &[&str],
+    ) -> anyhow::Result<(TestDatabase, sea_orm::DatabaseConnection)> {
+        let database = TestDatabase::create(Backend::Sqlite).await?;
+        let db = Database::connect(database.url()).await?;
+        crate::db::schema::migrate(&db).await?;
+        let store = OrderStore::new(db.clone());
+        for id in ids {
+            store
+                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
+                .await?;
+        }
+        Ok((database, db))
+    }
+
     fn job(order_id: &str, transaction_id: &str, fen: i64) -> Job<PaymentNotice, Answer> {
         Job {
             request: PaymentNotice::new(order_id, transaction_id, fen, "20240101120000").unwrap(),
@@ -156,15 +173,7 @@ mod tests {
     /// invariant that lets the group run without a savepoint per payment.
     #[tokio::test]
     async fn refused_payments_in_a_group_leave_the_others_committed() -> anyhow::Result<()> {
-        let database = TestDatabase::create(Backend::Sqlite).await?;
-        let db = Database::connect(database.url()).await?;
-        crate::db::schema::migrate(&db).await?;
-        let store = OrderStore::new(db.clone());
-        for id in ["good1", "good2", "mismatch", "reuse"] {
-            store
-                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
-                .await?;
-        }
+        let (_database, db) = sqlite_with_orders(&["good1", "good2", "mismatch", "reuse"]).await?;
         let group = [
             job("good1", "4200000000000000000000000001", 500),
             job("mismatch", "4200000000000000000000000002", 499),
@@ -212,15 +221,7 @@ mod tests {
     /// row of its own; the group's paid log rows are written together at the end.
     #[tokio::test]
     async fn one_order_paid_twice_in_a_group_gets_one_paid_log_row() -> anyhow::Result<()> {
-        let database = TestDatabase::create(Backend::Sqlite).await?;
-        let db = Database::connect(database.url()).await?;
-        crate::db::schema::migrate(&db).await?;
-        let store = OrderStore::new(db.clone());
-        for id in ["twice", "other", "third"] {
-            store
-                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
-                .await?;
-        }
+        let (_database, db) = sqlite_with_orders(&["twice", "other", "third"]).await?;
         let group = [
             job("twice", "4200000000000000000000000001", 500),
             job("twice", "4200000000000000000000000001", 500),
@@ -289,15 +290,7 @@ mod tests {
     /// without its log row.
     #[tokio::test]
     async fn a_group_that_fails_mid_payment_leaves_nothing_written() -> anyhow::Result<()> {
-        let database = TestDatabase::create(Backend::Sqlite).await?;
-        let db = Database::connect(database.url()).await?;
-        crate::db::schema::migrate(&db).await?;
-        let store = OrderStore::new(db.clone());
-        for id in ["one", "two"] {
-            store
-                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
-                .await?;
-        }
+        let (_database, db) = sqlite_with_orders(&["one", "two"]).await?;
         db.execute_unprepared("ALTER TABLE tb_order_log RENAME TO tb_order_log_gone")
             .await?;
 
