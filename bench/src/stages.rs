@@ -374,6 +374,32 @@ not a sample line
         );
     }
 
+    /// A service that is down, or answers something else than its metrics page, is an error
+    /// that names the address (the run then goes on without the breakdown).
+    #[tokio::test]
+    async fn a_scrape_that_cannot_read_the_page_fails() {
+        let closed = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let error = format!("{:#}", scrape(closed).await.unwrap_err());
+        assert!(error.contains(&closed.to_string()), "{error}");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let not_found = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let error = format!("{:#}", scrape(not_found).await.unwrap_err());
+        assert!(error.contains("404"), "{error}");
+    }
+
     #[test]
     fn a_phase_without_notifications_or_groups_has_no_note() {
         let nothing = Stages::default();
