@@ -3,6 +3,7 @@
 //! so the store only ever sees values that fit the original columns.
 
 use chrono::{Duration, NaiveDateTime, SubsecRound, Utc};
+use paynotify::wxpay::time::parse_time_end;
 
 use crate::db::entities::{order, order_status, pay_anomaly, pay_status};
 use crate::error::OrderError;
@@ -15,9 +16,6 @@ pub const MAX_REMARKS_CHARS: usize = 100;
 pub const MAX_USERNAME_CHARS: usize = 50;
 pub const DEFAULT_PENDING_LIMIT: u64 = 100;
 pub const MAX_PENDING_LIMIT: u64 = 1000;
-
-/// Beijing time is UTC+8 all year (no daylight saving since 1991).
-const BEIJING_OFFSET_HOURS: i64 = 8;
 
 /// "Now" as stored: UTC, whole seconds, like the original `datetime` columns keep it, so every
 /// backend stores and compares the same value.
@@ -60,9 +58,9 @@ pub fn time_end_to_utc(time_end: &str) -> Result<NaiveDateTime, OrderError> {
             "expected 14 digits yyyyMMddHHmmss",
         ));
     }
-    let beijing = NaiveDateTime::parse_from_str(time_end, "%Y%m%d%H%M%S")
-        .map_err(|_| OrderError::invalid("time_end", "not a valid date and time"))?;
-    Ok(beijing - Duration::hours(BEIJING_OFFSET_HOURS))
+    parse_time_end(time_end)
+        .map(|utc| utc.naive_utc())
+        .map_err(|_| OrderError::invalid("time_end", "not a valid date and time"))
 }
 
 /// An order to create, checked: the input of `CreateOrder`.

@@ -1,14 +1,13 @@
 //! WeChat's `time_end` (`yyyyMMddHHmmss`, Beijing time, UTC+8) ⇄ UTC, and nonces.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Timelike, Utc};
 use rand::{Rng, distr::Alphanumeric};
-
-const TIME_END_FORMAT: &str = "%Y%m%d%H%M%S";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("time_end `{0}` is not a valid yyyyMMddHHmmss Beijing time")]
 pub struct TimeEndError(pub String);
 
+/// Beijing time is UTC+8 all year (no daylight saving since 1991).
 fn beijing() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"))
 }
@@ -19,7 +18,16 @@ pub fn parse_time_end(value: &str) -> Result<DateTime<Utc>, TimeEndError> {
     if value.len() != 14 || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid());
     }
-    let naive = NaiveDateTime::parse_from_str(value, TIME_END_FORMAT).map_err(|_| invalid())?;
+    // Fixed-width fields read straight from the digits: this runs for every notification, and
+    // chrono's `parse_from_str` interprets its format string again on every call.
+    let number = |from: usize, to: usize| {
+        value.as_bytes()[from..to]
+            .iter()
+            .fold(0u32, |n, digit| n * 10 + u32::from(digit - b'0'))
+    };
+    let naive = NaiveDate::from_ymd_opt(number(0, 4) as i32, number(4, 6), number(6, 8))
+        .and_then(|date| date.and_hms_opt(number(8, 10), number(10, 12), number(12, 14)))
+        .ok_or_else(invalid)?;
     beijing()
         .from_local_datetime(&naive)
         .single()
@@ -29,9 +37,16 @@ pub fn parse_time_end(value: &str) -> Result<DateTime<Utc>, TimeEndError> {
 
 /// Formats a UTC time as WeChat's `time_end`.
 pub fn format_time_end(time: DateTime<Utc>) -> String {
-    time.with_timezone(&beijing())
-        .format(TIME_END_FORMAT)
-        .to_string()
+    let t = time.with_timezone(&beijing());
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// A random 32-character `nonce_str`.
@@ -66,6 +81,9 @@ mod tests {
             "20141303131540",
             "2014-09-03 13:1",
             "20140230120000",
+            "20141231240000",
+            "20141231236000",
+            "20141231235960",
         ] {
             assert!(parse_time_end(bad).is_err(), "{bad}");
         }
