@@ -1,7 +1,8 @@
 //! Schema migrations, applied at start when `DB_MIGRATE=true`.
 //!
-//! The first migration also adopts the original system's database: it creates only what is
-//! missing (tables, the `money` column some copies of `tb_order_log` lack, our indexes), so
+//! They also adopt the original system's database: the first creates only what is missing
+//! (tables, the `money` column some copies of `tb_order_log` lack, our indexes), the second
+//! widens the two columns the original DDL made too narrow for what order-svc writes, so
 //! pointing order-svc at the original MySQL schema upgrades it in place without touching data.
 //! Widened against the original DDL, never narrowed: `tb_order.transaction_id` is 32
 //! characters (WeChat's documented maximum) and `tb_order_log.order_id` as wide as `tb_order.id`.
@@ -10,19 +11,30 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, EntityName};
 
 use super::entities::{order, order_log, pay_anomaly};
+use super::schema::{ColumnType, column_type};
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOrderTables)]
+        vec![Box::new(CreateOrderTables), Box::new(WidenOriginalColumns)]
     }
 }
 
 pub(crate) const LOG_ORDER_ID_INDEX: &str = "idx_tb_order_log_order_id";
 pub(crate) const TRANSACTION_ID_INDEX: &str = "uk_tb_order_transaction_id";
 pub(crate) const PENDING_INDEX: &str = "idx_tb_order_pending";
+
+/// Text columns the original MySQL DDL made narrower than what order-svc writes, with the width
+/// in characters that order-svc's own tables give them: `tb_order.transaction_id` is
+/// `varchar(30)` there, and `tb_order_log.order_id` `varchar(20)` or `bigint(20)` while order
+/// ids are strings of up to 32 characters. Too narrow, a strict MySQL refuses the write (the
+/// payment fails on every resend) and a lenient one truncates it.
+pub(crate) const MIN_TEXT_WIDTHS: [(&str, &str, u32); 2] = [
+    ("tb_order", "transaction_id", 32),
+    ("tb_order_log", "order_id", 200),
+];
 
 struct CreateOrderTables;
 
@@ -119,6 +131,65 @@ impl MigrationTrait for CreateOrderTables {
         }
         Ok(())
     }
+}
+
+struct WidenOriginalColumns;
+
+impl MigrationName for WidenOriginalColumns {
+    fn name(&self) -> &str {
+        "m20261129_000002_widen_original_columns"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WidenOriginalColumns {
+    /// MySQL only: the tables order-svc creates already have these widths, on every backend;
+    /// only the original system's tables, adopted in place, can be narrower.
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DbBackend::MySql {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        for (table, column, chars) in MIN_TEXT_WIDTHS {
+            let found = column_type(db, table, column).await.map_err(|err| {
+                DbErr::Custom(format!("reading the type of {table}.{column}: {err:#}"))
+            })?;
+            let Some(found) = found.filter(|found| !found.holds_text(chars)) else {
+                continue;
+            };
+            tracing::warn!(
+                table,
+                column,
+                from = %found.describe(),
+                to = chars,
+                "widening a column of the original schema"
+            );
+            db.execute_unprepared(&widen_sql(table, column, chars, &found))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `ALTER TABLE … MODIFY` to `varchar(chars)`, keeping a text column's character set,
+/// collation and comment (a longer varchar of the same character set changes nothing else); a
+/// numeric column becomes text in the collation order-svc's own tables use.
+fn widen_sql(table: &str, column: &str, chars: u32, found: &ColumnType) -> String {
+    let is_name = |name: &&String| {
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    let (charset, collation) = match (
+        found.charset.as_ref().filter(is_name),
+        found.collation.as_ref().filter(is_name),
+    ) {
+        (Some(charset), Some(collation)) => (charset.as_str(), collation.as_str()),
+        _ => ("utf8mb4", "utf8mb4_bin"),
+    };
+    let comment = found.comment.replace('\\', "\\\\").replace('\'', "''");
+    format!(
+        "ALTER TABLE `{table}` MODIFY `{column}` varchar({chars}) CHARACTER SET {charset} \
+         COLLATE {collation} NULL COMMENT '{comment}'"
+    )
 }
 
 /// On MySQL: InnoDB (transactions), utf8mb4 and a binary collation, so that ids compare
@@ -228,6 +299,37 @@ fn pay_anomaly_table() -> TableCreateStatement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn column(data_type: &str, width: Option<i64>, collation: Option<(&str, &str)>) -> ColumnType {
+        ColumnType {
+            data_type: data_type.into(),
+            width,
+            charset: collation.map(|(charset, _)| charset.into()),
+            collation: collation.map(|(_, collation)| collation.into()),
+            comment: "交易流水号 'x' \\".into(),
+        }
+    }
+
+    #[test]
+    fn widening_keeps_a_text_columns_collation_and_comment() {
+        let narrow = column("varchar", Some(30), Some(("utf8mb3", "utf8mb3_bin")));
+        assert!(!narrow.holds_text(32));
+        assert_eq!(
+            widen_sql("tb_order", "transaction_id", 32, &narrow),
+            "ALTER TABLE `tb_order` MODIFY `transaction_id` varchar(32) CHARACTER SET utf8mb3 \
+             COLLATE utf8mb3_bin NULL COMMENT '交易流水号 ''x'' \\\\'"
+        );
+        let numeric = column("bigint", None, None);
+        assert!(!numeric.holds_text(200));
+        assert!(
+            widen_sql("tb_order_log", "order_id", 200, &numeric)
+                .contains("varchar(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL")
+        );
+        let odd_name = column("varchar", Some(20), Some(("utf8; DROP", "x")));
+        assert!(widen_sql("t", "c", 200, &odd_name).contains("utf8mb4_bin"));
+        assert!(column("varchar", Some(32), None).holds_text(32));
+        assert!(column("character varying", Some(200), None).holds_text(200));
+    }
 
     #[test]
     fn mysql_ddl_keeps_the_original_column_types() {

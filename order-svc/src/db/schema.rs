@@ -11,7 +11,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use super::entities::{order, order_log, pay_anomaly};
-use super::migration::Migrator;
+use super::migration::{MIN_TEXT_WIDTHS, Migrator};
 use crate::store::begin_write;
 
 /// Any fixed number: the key of PostgreSQL's advisory lock for migrations.
@@ -89,6 +89,20 @@ pub async fn verify(db: &DatabaseConnection) -> anyhow::Result<()> {
             ));
         }
     }
+    for (table, column, chars) in MIN_TEXT_WIDTHS {
+        let Some(found) = column_type(db, table, column)
+            .await
+            .with_context(|| format!("reading the type of {table}.{column}"))?
+        else {
+            continue; // missing, reported above, or SQLite, where widths are not enforced
+        };
+        if !found.holds_text(chars) {
+            problems.push(format!(
+                "{table}.{column} is {}, narrower than the {chars} characters order-svc writes",
+                found.describe()
+            ));
+        }
+    }
     if !problems.is_empty() {
         bail!(
             "DB_MIGRATE=false but the database schema is incomplete: {}. Create them, or start \
@@ -114,6 +128,85 @@ fn expected_columns() -> [(&'static str, Vec<&'static str>); 3] {
             pay_anomaly::Column::iter().map(|c| c.as_str()).collect(),
         ),
     ]
+}
+
+/// A column's type as the database reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ColumnType {
+    /// `varchar`, `char`, `bigint`, `character varying`, ...
+    pub data_type: String,
+    /// Characters, for text columns.
+    pub width: Option<i64>,
+    /// MySQL's character set and collation, for text columns.
+    pub charset: Option<String>,
+    pub collation: Option<String>,
+    /// MySQL's column comment ("" when none).
+    pub comment: String,
+}
+
+impl ColumnType {
+    /// A text column at least `chars` characters wide.
+    pub fn holds_text(&self, chars: u32) -> bool {
+        let text = ["varchar", "char", "character varying", "character", "text"]
+            .contains(&self.data_type.as_str())
+            || self.data_type.ends_with("text");
+        text && self.width.is_none_or(|width| width >= i64::from(chars))
+    }
+
+    /// `varchar(30)`, `bigint`: for messages.
+    pub fn describe(&self) -> String {
+        match self.width {
+            Some(width) => format!("{}({width})", self.data_type),
+            None => self.data_type.clone(),
+        }
+    }
+}
+
+/// The type of `table.column` on PostgreSQL and MySQL; `None` when there is no such column, and
+/// always on SQLite, whose declared widths are not enforced.
+pub(crate) async fn column_type(
+    db: &impl ConnectionTrait,
+    table: &str,
+    column: &str,
+) -> anyhow::Result<Option<ColumnType>> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Sqlite => return Ok(None),
+        DbBackend::Postgres => {
+            "SELECT data_type::text AS data_type, character_maximum_length::bigint AS width, \
+             NULL::text AS charset, NULL::text AS collation, '' AS comment \
+             FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"
+        }
+        _ => {
+            "SELECT CAST(data_type AS CHAR) AS data_type, \
+             CAST(character_maximum_length AS SIGNED) AS width, \
+             CAST(character_set_name AS CHAR) AS charset, \
+             CAST(collation_name AS CHAR) AS collation, \
+             CAST(column_comment AS CHAR) AS comment \
+             FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?"
+        }
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [table.into(), column.into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(ColumnType {
+        data_type: row.try_get::<String>("", "data_type")?.to_lowercase(),
+        width: row.try_get("", "width")?,
+        charset: row.try_get("", "charset")?,
+        collation: row.try_get("", "collation")?,
+        comment: row
+            .try_get::<Option<String>>("", "comment")?
+            .unwrap_or_default(),
+    }))
 }
 
 /// The table's column names, lower-cased; empty when there is no such table.
