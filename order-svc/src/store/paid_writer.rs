@@ -8,13 +8,14 @@
 //! commits once: one fsync for the group. Only then does it answer each caller, so an answer
 //! still means "durably written". A refused payment writes nothing, so it cannot undo the
 //! others ([`apply_each`]); if the group itself cannot commit, each payment is run again in a
-//! transaction of its own, so every caller gets its own answer. Correctness still comes from
+//! transaction of its own, so every caller gets its own answer (if it cannot even begin, every
+//! caller gets that error at once). Correctness still comes from
 //! the conditional UPDATE in [`super::mark_paid::apply`], not from this task: should the task
 //! ever stop, callers pay in a transaction of their own instead.
 
 use std::sync::Arc;
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tokio::sync::Mutex;
 
 use super::batch::{Batcher, Job};
@@ -51,7 +52,24 @@ async fn commit(
 ) {
     let _turn = writers.lock().await;
     crate::metrics::paid_group(group.len());
-    match commit_group(&db, &group).await {
+    let txn = match begin_write(&db).await {
+        Ok(txn) => txn,
+        Err(err) => {
+            // Nothing ran. One by one, each payment would wait as long again (the busy
+            // timeout, or the pool's) while every write of the process queues behind it:
+            // answer them all now; the callers' retries (and WeChat's) come back later.
+            tracing::warn!(
+                error = %paynotify::error_chain(&err),
+                payments = group.len(),
+                "group commit could not start; failing its payments"
+            );
+            for job in group {
+                job.answer(Err(could_not_start(&err)));
+            }
+            return;
+        }
+    };
+    match commit_group(txn, &group).await {
         Ok(answers) => {
             // A caller that has gone is not undone: its payment is written either way.
             for (job, answer) in group.into_iter().zip(answers) {
@@ -72,13 +90,26 @@ async fn commit(
     }
 }
 
-/// Every payment of the group, then one commit. `Err`: nothing of the
+/// What each payment of a group that could not begin is answered: an exhausted pool stays
+/// UNAVAILABLE to the caller; anything else is a database error, as it would have been alone.
+fn could_not_start(err: &DbErr) -> OrderError {
+    match err {
+        DbErr::ConnectionAcquire(acquire) => {
+            OrderError::Database(DbErr::ConnectionAcquire(*acquire))
+        }
+        other => OrderError::Database(DbErr::Custom(format!(
+            "the group commit could not start: {}",
+            paynotify::error_chain(other)
+        ))),
+    }
+}
+
+/// Every payment of the group in `txn`, then one commit. `Err`: nothing of the
 /// group was committed.
 async fn commit_group(
-    db: &DatabaseConnection,
+    txn: DatabaseTransaction,
     group: &[Job<PaymentNotice, Answer>],
 ) -> Result<Vec<Answer>, OrderError> {
-    let txn = begin_write(db).await?;
     match apply_each(&txn, group).await {
         Ok(answers) => {
             txn.commit().await?;
@@ -181,7 +212,7 @@ mod tests {
             job("reuse", "4200000000000000000000000001", 500),
             job("good2", "4200000000000000000000000004", 500),
         ];
-        let answers = commit_group(&db, &group).await?;
+        let answers = commit_group(begin_write(&db).await?, &group).await?;
 
         let outcome = |answer: &Answer| match answer {
             Ok(Some(applied)) => format!("{:?}", applied.result.outcome),
@@ -229,7 +260,7 @@ mod tests {
             job("other", "4200000000000000000000000003", 500),
             job("third", "4200000000000000000000000004", 500),
         ];
-        let answers = commit_group(&db, &group).await?;
+        let answers = commit_group(begin_write(&db).await?, &group).await?;
         let outcomes: Vec<PaidOutcome> = answers
             .into_iter()
             .map(|answer| answer.unwrap().unwrap().result.outcome)
@@ -318,6 +349,59 @@ mod tests {
         for id in ["one", "two"] {
             let row = order::Entity::find_by_id(id).all(&db).await?.pop().unwrap();
             assert_eq!(row.transaction_id, None, "{id} was left paid");
+            assert_eq!(row.pay_status.as_deref(), Some("0"), "{id}");
+        }
+        Ok(())
+    }
+
+    /// A group that cannot even begin (another connection holds SQLite's write lock past the
+    /// busy timeout) answers every payment with that error at once, instead of running each
+    /// one by one into the same wait while every write of the process queues behind it.
+    #[tokio::test]
+    async fn a_group_that_cannot_begin_fails_its_payments_at_once() -> anyhow::Result<()> {
+        use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+        use sea_orm::{SqlxSqliteConnector, TransactionTrait};
+        use std::str::FromStr;
+
+        let ids = ["one", "two", "three"];
+        let (database, db) = sqlite_with_orders(&ids).await?;
+        let holder = db.begin().await?;
+        holder
+            .execute_unprepared("UPDATE tb_order SET update_time = update_time")
+            .await?;
+        let impatient = SqliteConnectOptions::from_str(database.url())?
+            .busy_timeout(std::time::Duration::from_millis(20));
+        let impatient =
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(SqlitePool::connect_with(impatient).await?);
+
+        let mut group = Vec::new();
+        let mut answered = Vec::new();
+        for (n, id) in ids.into_iter().enumerate() {
+            let (answer, receiver) = tokio::sync::oneshot::channel();
+            let transaction_id = format!("42000000000000000000000000{n:02}");
+            let request = PaymentNotice::new(id, &transaction_id, 500, "20240101120000")?;
+            group.push(Job { request, answer });
+            answered.push(receiver);
+        }
+        commit(impatient, Arc::new(Mutex::new(())), group).await;
+
+        for receiver in answered {
+            let chain = match receiver.await? {
+                Err(err @ OrderError::Database(_)) => paynotify::error_chain(&err),
+                other => panic!(
+                    "{:?}",
+                    other.map(|applied| applied.map(|a| a.result.outcome))
+                ),
+            };
+            assert!(
+                chain.contains("the group commit could not start"),
+                "{chain}"
+            );
+            assert!(chain.contains("locked"), "{chain}");
+        }
+        holder.rollback().await?;
+        for id in ids {
+            let row = order::Entity::find_by_id(id).all(&db).await?.pop().unwrap();
             assert_eq!(row.pay_status.as_deref(), Some("0"), "{id}");
         }
         Ok(())
