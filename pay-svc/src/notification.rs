@@ -4,6 +4,7 @@
 //! and changes nothing.
 
 use paynotify::{
+    loggable,
     proto::pay::v1::NotifyOutcome,
     wxpay::{
         Fields,
@@ -45,11 +46,17 @@ pub fn screen_with_previous_key(
     let get = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
     let decided = |outcome, reason: String| Screening::Decided(Verdict::new(outcome, reason));
 
-    // 1. A communication-level notice carries no signed payment: nothing to do.
+    // 1. A communication-level notice carries no signed payment: nothing to do. Nor is its
+    // text signed, so anyone's: it goes into the reason bounded by WeChat's own field lengths
+    // and escaped, since the reason is logged here and in the gateway.
     if get("return_code") != "SUCCESS" {
         return decided(
             NotifyOutcome::ReturnFail,
-            format!("return_code {}: {}", get("return_code"), get("return_msg")),
+            format!(
+                "return_code {}: {}",
+                loggable(get("return_code"), 16),
+                loggable(get("return_msg"), 128)
+            ),
         );
     }
 
@@ -89,7 +96,11 @@ pub fn screen_with_previous_key(
                 );
             }
         }
-        Err(err) => return decided(NotifyOutcome::BadSignature, err.to_string()),
+        // An unsupported sign_type is repeated in the error, and it is not signed either.
+        Err(err) => {
+            let reason = loggable(&err.to_string(), 128).into_owned();
+            return decided(NotifyOutcome::BadSignature, reason);
+        }
     }
 
     // 3. Verified, but not a payment.
@@ -130,7 +141,7 @@ fn log_signature_clues(fields: &Fields) {
         fields
             .iter()
             .filter(|(name, value)| name.as_str() != "sign" && suspect(value))
-            .map(|(name, _)| bounded(name))
+            .map(|(name, _)| loggable(name, 32))
             .take(8)
             .collect::<Vec<_>>()
             .join(",")
@@ -140,7 +151,7 @@ fn log_signature_clues(fields: &Fields) {
         sign_len = sign.len(),
         sign_hex = sign.bytes().all(|b| b.is_ascii_hexdigit()),
         sign_case,
-        sign_type = bounded(fields.get("sign_type").map(String::as_str).unwrap_or("")),
+        sign_type = %loggable(fields.get("sign_type").map(String::as_str).unwrap_or(""), 32),
         field_count = fields.len(),
         empty = %names(str::is_empty),
         padded = %names(|v| v != v.trim()),
@@ -149,15 +160,6 @@ fn log_signature_clues(fields: &Fields) {
         url_encoded = %names(looks_url_encoded),
         "what the rejected signature looked like"
     );
-}
-
-/// At most 32 characters, cut at the first control character: safe in a log line.
-fn bounded(value: &str) -> &str {
-    let end = value
-        .char_indices()
-        .find(|&(i, c)| c.is_control() || i >= 32)
-        .map_or(value.len(), |(i, _)| i);
-    &value[..end]
 }
 
 /// Text decoded with the wrong charset: U+FFFD, or Latin-1 letters (GBK bytes read as
@@ -251,6 +253,45 @@ mod tests {
     }
 
     #[test]
+    fn return_fail_text_cannot_forge_a_log_line() {
+        let body = "<xml><return_code>X</return_code><return_msg>ok&#10;2025-01-01T00:00:00Z WARN pay_svc: event=\"notify.payment_conflict\" out_trade_no=123</return_msg></xml>";
+        let fields = paynotify::wxpay::xml::parse(body.as_bytes()).unwrap();
+        let reason = |fields: &Fields| match screen(fields, &merchant()) {
+            Screening::Decided(verdict) => verdict.reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(&fields),
+            "return_code X: ok\\n2025-01-01T00:00:00Z WARN pay_svc: event=\"notify.payment_conflict\" out_trade_no=123"
+        );
+
+        let huge: Fields = [
+            ("return_code", "\u{1b}[2K".repeat(1000)),
+            ("return_msg", "\r\n\u{85}x".repeat(10_000)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let reason = reason(&huge);
+        assert!(reason.chars().count() <= 16 + 128 + 20, "{reason}");
+        assert!(!reason.chars().any(char::is_control), "{reason}");
+    }
+
+    #[test]
+    fn an_unsigned_sign_type_reaches_the_reason_bounded_and_escaped() {
+        let mut fields = notification(&[]);
+        fields.insert("sign_type".into(), format!("X\n{}", "y".repeat(1000)));
+        match screen(&fields, &merchant()) {
+            Screening::Decided(verdict) => {
+                assert_eq!(verdict.outcome, NotifyOutcome::BadSignature);
+                assert!(verdict.reason.contains("X\\ny"), "{}", verdict.reason);
+                assert!(verdict.reason.chars().count() <= 128);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn forged_and_foreign_notifications_are_refused() {
         let mut tampered = notification(&[]);
         tampered.insert("total_fee".into(), "1".into());
@@ -314,8 +355,6 @@ mod tests {
         assert!(!looks_mis_decoded("2500"));
         assert!(looks_url_encoded("%E6%94%AF%E4%BB%98"));
         assert!(!looks_url_encoded("100%"));
-        assert_eq!(bounded("o1\nforged"), "o1");
-        assert_eq!(bounded(&"x".repeat(40)).len(), 32);
         // Logging them never panics, whatever the fields.
         let mut odd = notification(&[("attach", " %41Ö")]);
         odd.insert("sign".into(), "abc".into());

@@ -2,7 +2,7 @@
 //! on the notification screening, the shared confirmation path and the WeChat client, and
 //! errors into statuses (through the one `From<PayError> for Status`).
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{borrow::Cow, collections::HashMap, net::IpAddr};
 
 use paynotify::{
     proto::{
@@ -189,8 +189,8 @@ impl PayService for PayGrpc {
         metrics::notification(Some(verdict.outcome));
         verdict.log(
             Source::Notification,
-            loggable(&out_trade_no),
-            loggable(&transaction_id),
+            &loggable(&out_trade_no),
+            &loggable(&transaction_id),
         );
         Ok(Response::new(
             verdict.into_response(&out_trade_no, &transaction_id),
@@ -213,20 +213,9 @@ fn field<'a>(fields: &'a HashMap<String, String>, name: &str) -> &'a str {
     fields.get(name).map(String::as_str).unwrap_or("")
 }
 
-/// Unverified input as it may appear in a log line: bounded, no control characters.
-fn loggable(value: &str) -> &str {
-    let end = value
-        .char_indices()
-        .take(MAX_OUT_TRADE_NO + 1)
-        .find(|(_, c)| c.is_control())
-        .map(|(i, _)| i)
-        .unwrap_or_else(|| {
-            value
-                .char_indices()
-                .nth(MAX_OUT_TRADE_NO)
-                .map_or(value.len(), |(i, _)| i)
-        });
-    &value[..end]
+/// Unverified input as it may appear in a log line: bounded, control characters escaped.
+fn loggable(value: &str) -> Cow<'_, str> {
+    paynotify::loggable(value, MAX_OUT_TRADE_NO)
 }
 
 fn check_out_trade_no(id: &str) -> Result<(), PayError> {
@@ -261,7 +250,7 @@ mod tests {
     #[test]
     fn log_values_are_bounded_and_single_line() {
         assert_eq!(loggable("o1"), "o1");
-        assert_eq!(loggable("o1\nforged line"), "o1");
+        assert_eq!(loggable("o1\nforged line"), "o1\\nforged line");
         assert_eq!(loggable(&"x".repeat(100)).len(), MAX_OUT_TRADE_NO);
         assert_eq!(loggable("订单"), "订单");
     }

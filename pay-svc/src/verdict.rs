@@ -4,7 +4,14 @@
 //! reconciliation — ends in one of these, and the security-relevant ones are logged here under
 //! stable event names that alerting can match on.
 
-use paynotify::proto::pay::v1::{ConfirmPaymentResponse, NotifyOutcome};
+use paynotify::{
+    loggable,
+    proto::pay::v1::{ConfirmPaymentResponse, NotifyOutcome},
+};
+
+/// The most of a reason a log line shows. The reasons built from a notification's text bound
+/// and escape it where they are built; this holds for every other path too.
+const MAX_LOGGED_REASON_CHARS: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -62,9 +69,11 @@ impl Verdict {
     }
 
     /// Logs the verdict: WARN with its event name when security-relevant, INFO otherwise.
-    /// Only the verdict's own reason is logged, never message fields such as `sign`.
+    /// Only the verdict's own reason is logged, never message fields such as `sign`; it may
+    /// repeat text from the notification, so it is bounded and escaped to stay one line.
     pub fn log(&self, source: Source, out_trade_no: &str, transaction_id: &str) {
         let outcome = self.outcome.as_str_name();
+        let reason = loggable(&self.reason, MAX_LOGGED_REASON_CHARS);
         match self.security_event() {
             Some(event) => tracing::warn!(
                 event,
@@ -72,7 +81,7 @@ impl Verdict {
                 out_trade_no,
                 transaction_id,
                 outcome,
-                reason = %self.reason,
+                %reason,
                 "payment claim rejected"
             ),
             None => tracing::info!(
@@ -81,7 +90,7 @@ impl Verdict {
                 transaction_id,
                 outcome,
                 acknowledge = self.acknowledge(),
-                reason = %self.reason,
+                %reason,
                 "payment claim decided"
             ),
         }
@@ -132,6 +141,54 @@ mod tests {
             );
             let response = verdict.into_response("o1", "t1");
             assert_eq!(response.outcome(), outcome);
+        }
+    }
+
+    /// The reason as the text formatter writes it: a `%` field is written with `Display`.
+    fn logged_reasons(verdict: &Verdict) -> Vec<String> {
+        use std::sync::{Arc, Mutex};
+        use tracing::{Event, Metadata, field::Field, span};
+
+        #[derive(Default)]
+        struct Reasons(Arc<Mutex<Vec<String>>>);
+        impl tracing::Subscriber for Reasons {
+            fn enabled(&self, _: &Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+                span::Id::from_u64(1)
+            }
+            fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+            fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+            fn event(&self, event: &Event<'_>) {
+                event.record(&mut |field: &Field, value: &dyn std::fmt::Debug| {
+                    if field.name() == "reason" {
+                        self.0.lock().unwrap().push(format!("{value:?}"));
+                    }
+                });
+            }
+            fn enter(&self, _: &span::Id) {}
+            fn exit(&self, _: &span::Id) {}
+        }
+
+        let reasons = Reasons::default();
+        let seen = Arc::clone(&reasons.0);
+        tracing::subscriber::with_default(reasons, || {
+            verdict.log(Source::Notification, "o1", "t1");
+        });
+        seen.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_logged_reason_is_one_bounded_line() {
+        let forged = "ok\n2025-01-01T00:00:00Z WARN pay_svc: event=\"notify.payment_conflict\"";
+        for outcome in [NotifyOutcome::ReturnFail, NotifyOutcome::PaymentConflict] {
+            let logged = logged_reasons(&Verdict::new(outcome, forged));
+            assert_eq!(logged, [forged.replace('\n', "\\n")], "{outcome:?}");
+            let logged = logged_reasons(&Verdict::new(outcome, "\r\u{1b}x".repeat(10_000)));
+            assert_eq!(logged.len(), 1);
+            assert!(logged[0].chars().count() <= MAX_LOGGED_REASON_CHARS);
+            assert!(!logged[0].chars().any(char::is_control), "{}", logged[0]);
         }
     }
 

@@ -3,7 +3,9 @@
 //! A v2 message is `<xml>` with one child element per field, its text given as CDATA or plain
 //! text alike. Parsing is strict on purpose, because the notify URL is public: DOCTYPE and
 //! custom entities (XXE, billion laughs: CVE-2018-13439), duplicate fields, nested elements,
-//! invalid UTF-8 and oversized bodies are each rejected with their own error.
+//! invalid UTF-8 and oversized bodies are each rejected with their own error. The sender's
+//! text an error repeats (a name, an entity, the parser's message) is bounded and escaped
+//! ([`crate::loggable`]): errors are logged as they are, and they come from anyone.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,10 @@ pub type Fields = BTreeMap<String, String>;
 
 /// The largest body accepted. WeChat's notifications are a few KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How much of the sender's text an [`XmlError`] repeats, in characters: WeChat's field names
+/// are far shorter, the parser's messages with two names in them a little longer.
+const MAX_SHOWN_CHARS: usize = 128;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum XmlError {
@@ -45,6 +51,32 @@ pub enum XmlError {
 
 /// Parses a v2 message body into its fields.
 pub fn parse(body: &[u8]) -> Result<Fields, XmlError> {
+    parse_fields(body).map_err(XmlError::loggable)
+}
+
+impl XmlError {
+    /// The error with the text it repeats made safe for a log line. Every variant is named, so
+    /// a new one carrying text has to be decided on here.
+    fn loggable(self) -> XmlError {
+        let shown = |text: String| crate::loggable(&text, MAX_SHOWN_CHARS).into_owned();
+        match self {
+            XmlError::UnknownEntity(name) => XmlError::UnknownEntity(shown(name)),
+            XmlError::WrongRoot(name) => XmlError::WrongRoot(shown(name)),
+            XmlError::DuplicateField(name) => XmlError::DuplicateField(shown(name)),
+            XmlError::NestedElement(name) => XmlError::NestedElement(shown(name)),
+            XmlError::BadName(name) => XmlError::BadName(shown(name)),
+            XmlError::Malformed(message) => XmlError::Malformed(shown(message)),
+            XmlError::TooLarge { .. }
+            | XmlError::Empty
+            | XmlError::NotUtf8
+            | XmlError::Doctype
+            | XmlError::StrayText
+            | XmlError::TrailingContent => self,
+        }
+    }
+}
+
+fn parse_fields(body: &[u8]) -> Result<Fields, XmlError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(XmlError::TooLarge {
             len: body.len(),
@@ -359,6 +391,34 @@ mod tests {
         let xml = to_xml(&fields);
         assert!(!xml.contains('\r') && !xml.contains("<!DOCTYPE") && !xml.contains("<!ENTITY"));
         assert_eq!(parse_str(&xml).unwrap(), fields);
+    }
+
+    #[test]
+    fn errors_repeat_the_senders_text_on_one_bounded_line() {
+        let forged = "\n2025-01-01T00:00:00Z WARN pay_svc: event=\"notify.payment_conflict\"";
+        let entity = parse_str(&format!("<xml><a>&a{forged};</a></xml>")).unwrap_err();
+        assert_eq!(
+            entity,
+            XmlError::UnknownEntity(format!("a\\n{}", &forged[1..]))
+        );
+        let end_tag = parse_str(&format!("<xml><a>1</a\u{1b}[2K{forged}></xml>")).unwrap_err();
+        assert!(matches!(end_tag, XmlError::Malformed(_)), "{end_tag:?}");
+        let long = "y".repeat(MAX_BODY_BYTES / 4);
+        for body in [
+            format!("<xml><a>1</{long}></xml>"),
+            format!("<xml><a>&{long};</a></xml>"),
+            format!("<{long}/>"),
+            format!("<xml><{long}/><{long}/></xml>"),
+            "<xml><a><b>1</b></a></xml>".replace('a', &long),
+        ] {
+            let error = parse_str(&body).unwrap_err();
+            let shown = error.to_string();
+            assert!(shown.chars().count() < 200, "{error:?}");
+        }
+        for error in [entity, end_tag] {
+            let shown = error.to_string();
+            assert!(!shown.chars().any(char::is_control), "{shown}");
+        }
     }
 
     #[test]
