@@ -19,7 +19,7 @@ use paynotify::{
 use secrecy::SecretString;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::health_client::HealthClient;
-use wxpay_sim::SimClient;
+use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID, SimClient};
 
 use crate::procfs;
 
@@ -220,6 +220,10 @@ impl Stack {
                 ("PAY_SVC_ADDR", pay_addr.to_string()),
                 ("METRICS_ADDR", pay_metrics.to_string()),
                 ("ORDER_SVC_URL", format!("http://{order_addr}")),
+                // The simulator's merchant: pay-svc has no built-in one.
+                ("WXPAY_APPID", DEMO_APPID.into()),
+                ("WXPAY_MCH_ID", DEMO_MCH_ID.into()),
+                ("WXPAY_API_KEY", DEMO_API_KEY.into()),
                 ("WXPAY_API_BASE", format!("http://{sim_addr}")),
                 (
                     "WXPAY_NOTIFY_URL",

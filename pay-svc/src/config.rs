@@ -59,15 +59,30 @@ pub struct Config {
     #[arg(long, env = "ORDER_SVC_MARK_PAID_ATTEMPTS", default_value_t = 3)]
     pub order_svc_mark_paid_attempts: u32,
 
-    #[arg(long, env = "WXPAY_APPID", default_value = "wx8397f8696b538317")]
+    // The merchant has no built-in value: a service started on the public demo merchant by
+    // a missing or misspelled variable would reject every genuine notification as badly
+    // signed. Empty means "not given"; `validate` refuses to start without them.
+    /// The merchant's appid. Required.
+    #[arg(
+        long,
+        env = "WXPAY_APPID",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub wxpay_appid: String,
-    #[arg(long, env = "WXPAY_MCH_ID", default_value = "1473426802")]
+    /// The merchant number (digits). Required.
+    #[arg(
+        long,
+        env = "WXPAY_MCH_ID",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub wxpay_mch_id: String,
-    /// The merchant's APIv2 key (32 characters). The default is the public demo key.
+    /// The merchant's APIv2 key (32 characters). Required, here or as WXPAY_API_KEY_FILE.
     #[arg(
         long,
         env = "WXPAY_API_KEY",
-        default_value = "T6m9iK73b0kn9g5v426MKfHQH7X8rKwb",
+        default_value = "",
         hide_default_value = true,
         hide_env_values = true,
         value_parser = parse_secret
@@ -203,7 +218,8 @@ fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Default for Config {
-    /// The built-in defaults (the demo merchant), ignoring the environment.
+    /// The built-in defaults, ignoring the environment. There is no built-in merchant:
+    /// `wxpay_appid`, `wxpay_mch_id` and `wxpay_api_key` are empty until set.
     fn default() -> Self {
         Config::from_args_without_env(["pay-svc"])
             .unwrap_or_else(|e| unreachable!("the built-in defaults parse: {e}"))
@@ -277,13 +293,11 @@ impl Config {
             u64::from(self.order_svc_mark_paid_attempts),
         )?;
 
-        if self.wxpay_appid.is_empty() || self.wxpay_appid.len() > 32 {
+        self.merchant_given()?;
+        if self.wxpay_appid.len() > 32 {
             return Err(invalid("WXPAY_APPID", "must be 1 to 32 characters"));
         }
-        if self.wxpay_mch_id.is_empty()
-            || self.wxpay_mch_id.len() > 32
-            || !self.wxpay_mch_id.bytes().all(|b| b.is_ascii_digit())
-        {
+        if self.wxpay_mch_id.len() > 32 || !self.wxpay_mch_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("WXPAY_MCH_ID", "must be 1 to 32 digits"));
         }
         api_key("WXPAY_API_KEY", &self.wxpay_api_key)?;
@@ -344,6 +358,43 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The merchant settings are all given. Every missing one is named, in one line, so a
+    /// new deployment learns all it lacks from one refused start.
+    fn merchant_given(&self) -> Result<(), ConfigError> {
+        // (setting, given, what is expected, how it is listed among the others missing)
+        let merchant = [
+            (
+                "WXPAY_APPID",
+                !self.wxpay_appid.is_empty(),
+                "the merchant's appid",
+                "WXPAY_APPID",
+            ),
+            (
+                "WXPAY_MCH_ID",
+                !self.wxpay_mch_id.is_empty(),
+                "the merchant number",
+                "WXPAY_MCH_ID",
+            ),
+            (
+                "WXPAY_API_KEY",
+                !self.wxpay_api_key.expose_secret().is_empty(),
+                "the merchant's 32-character APIv2 key; or WXPAY_API_KEY_FILE, a file holding it",
+                "WXPAY_API_KEY (or WXPAY_API_KEY_FILE)",
+            ),
+        ];
+        let mut missing = merchant.iter().filter(|(_, given, ..)| !given);
+        let Some((setting, _, expected, _)) = missing.next() else {
+            return Ok(());
+        };
+        let mut problem = format!("required ({expected}); there is no built-in merchant");
+        let others: Vec<&str> = missing.map(|(.., listed)| *listed).collect();
+        if !others.is_empty() {
+            problem.push_str("; also missing: ");
+            problem.push_str(&others.join(", "));
+        }
+        Err(invalid(setting, problem))
     }
 
     /// The WeChat client's settings.
@@ -416,11 +467,29 @@ fn http_url(setting: &'static str, value: &str) -> Result<http::Uri, ConfigError
 mod tests {
     use super::*;
 
+    use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID};
+
     const TOKEN: &str = "pay-svc-test-token-0123456789";
 
-    /// The defaults plus `args`, with a valid token unless `args` set one.
+    /// The flags naming the demo merchant.
+    const DEMO_MERCHANT: [&str; 6] = [
+        "--wxpay-appid",
+        DEMO_APPID,
+        "--wxpay-mch-id",
+        DEMO_MCH_ID,
+        "--wxpay-api-key",
+        DEMO_API_KEY,
+    ];
+
+    /// The defaults plus `args`, with the demo merchant and a valid token unless `args` set
+    /// them.
     fn with(args: &[&str]) -> Config {
         let mut all = vec!["pay-svc"];
+        for pair in DEMO_MERCHANT.chunks(2) {
+            if !args.contains(&pair[0]) {
+                all.extend_from_slice(pair);
+            }
+        }
         if !args.contains(&"--grpc-auth-token") {
             all.extend(["--grpc-auth-token", TOKEN]);
         }
@@ -429,23 +498,74 @@ mod tests {
     }
 
     #[test]
-    fn the_defaults_are_valid_with_a_token_and_hide_secrets() {
+    fn the_defaults_are_valid_with_a_merchant_and_a_token_and_hide_secrets() {
         let config = with(&[]);
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.addr.to_string(), "127.0.0.1:50051");
         let debug = format!("{config:?}");
-        assert!(!debug.contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"));
+        assert!(!debug.contains(DEMO_API_KEY));
         assert!(!debug.contains(TOKEN));
     }
 
     #[test]
+    fn there_is_no_built_in_merchant() {
+        let config = Config::default();
+        assert_eq!(config.wxpay_appid, "");
+        assert_eq!(config.wxpay_mch_id, "");
+        assert_eq!(config.wxpay_api_key.expose_secret(), "");
+
+        // Nothing given: the first is the setting, the rest are listed, on one line.
+        let err = Config::from_args_without_env(["pay-svc", "--grpc-auth-token", TOKEN])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "WXPAY_APPID");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting WXPAY_APPID: required (the merchant's appid); there is no \
+             built-in merchant; also missing: WXPAY_MCH_ID, WXPAY_API_KEY (or WXPAY_API_KEY_FILE)"
+        );
+
+        // Each one missing alone is named alone.
+        for (flag, setting) in [
+            ("--wxpay-appid", "WXPAY_APPID"),
+            ("--wxpay-mch-id", "WXPAY_MCH_ID"),
+            ("--wxpay-api-key", "WXPAY_API_KEY"),
+        ] {
+            let mut args = vec!["pay-svc", "--grpc-auth-token", TOKEN];
+            for pair in DEMO_MERCHANT.chunks(2).filter(|pair| pair[0] != flag) {
+                args.extend_from_slice(pair);
+            }
+            let err = Config::from_args_without_env(args)
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert_eq!(err.setting, setting, "{flag}");
+            assert!(err.problem.starts_with("required ("), "{err}");
+            assert!(!err.problem.contains("also missing"), "{err}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+        let err = with(&["--wxpay-api-key", ""]).validate().unwrap_err();
+        assert!(
+            err.problem.contains("WXPAY_API_KEY_FILE"),
+            "the file is offered: {err}"
+        );
+    }
+
+    #[test]
     fn authentication_is_on_unless_turned_off() {
-        let err = Config::default().validate().unwrap_err();
+        let merchant = || {
+            let mut args = vec!["pay-svc"];
+            args.extend(DEMO_MERCHANT);
+            args
+        };
+        let closed = Config::from_args_without_env(merchant()).unwrap();
+        let err = closed.validate().unwrap_err();
         assert_eq!(err.setting, "GRPC_AUTH_TOKEN");
-        assert!(Config::default().resolve_secrets().is_err());
-        let open =
-            Config::from_args_without_env(["pay-svc", "--grpc-allow-unauthenticated", "true"])
-                .unwrap();
+        assert!(closed.resolve_secrets().is_err());
+        let mut args = merchant();
+        args.extend(["--grpc-allow-unauthenticated", "true"]);
+        let open = Config::from_args_without_env(args).unwrap();
         assert_eq!(open.validate(), Ok(()));
         assert!(open.resolve_secrets().unwrap().grpc_auth_token.is_none());
     }
@@ -504,9 +624,21 @@ mod tests {
             paynotify::wxpay::time::nonce_str()
         ));
         std::fs::write(&path, "A".repeat(32) + "\n").unwrap();
-        let config = with(&["--wxpay-api-key-file", path.to_str().unwrap()])
-            .resolve_secrets()
-            .unwrap();
+        // The file alone is enough: no WXPAY_API_KEY.
+        let config = Config::from_args_without_env([
+            "pay-svc",
+            "--wxpay-appid",
+            DEMO_APPID,
+            "--wxpay-mch-id",
+            DEMO_MCH_ID,
+            "--wxpay-api-key-file",
+            path.to_str().unwrap(),
+            "--grpc-auth-token",
+            TOKEN,
+        ])
+        .unwrap()
+        .resolve_secrets()
+        .unwrap();
         assert_eq!(config.wxpay_api_key.expose_secret(), "A".repeat(32));
         assert_eq!(config.validate(), Ok(()));
         std::fs::remove_file(path).unwrap();
@@ -529,7 +661,7 @@ mod tests {
             Some("https://api2.mch.weixin.qq.com")
         );
         assert_eq!(client.request_timeout, Duration::from_millis(700));
-        assert_eq!(client.appid, "wx8397f8696b538317");
-        assert_eq!(client.mch_id, "1473426802");
+        assert_eq!(client.appid, DEMO_APPID);
+        assert_eq!(client.mch_id, DEMO_MCH_ID);
     }
 }

@@ -1,7 +1,7 @@
 // Setup failures panic, like the assertions.
 #![allow(clippy::unwrap_used)]
-//! The built binary: `--help` lists every setting with its environment variable, a bad
-//! setting stops the start with one line naming it (exit status 2), LOG_FORMAT=json makes
+//! The built binary: `--help` lists every setting with its environment variable, a bad or
+//! missing setting stops the start with one line naming it (exit status 2), LOG_FORMAT=json makes
 //! the log lines JSON, and the documented example config parses into a valid `Config`.
 
 use std::{path::PathBuf, process::Output, time::Duration};
@@ -10,6 +10,12 @@ use clap::CommandFactory;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_pay-svc");
 const TOKEN: &str = "pay-svc-startup-token-0123456789";
+/// pay-svc has no built-in merchant: every start is given one.
+const MERCHANT: [(&str, &str); 3] = [
+    ("WXPAY_APPID", wxpay_sim::DEMO_APPID),
+    ("WXPAY_MCH_ID", wxpay_sim::DEMO_MCH_ID),
+    ("WXPAY_API_KEY", wxpay_sim::DEMO_API_KEY),
+];
 
 #[path = "../../../tests/shared/binary.rs"]
 mod binary;
@@ -69,7 +75,9 @@ fn bad_settings_stop_the_start_naming_the_setting() {
         ),
     ];
     for (env, setting) in cases {
-        let output = run(&[], env);
+        // The merchant first, so that a case's own value wins.
+        let env: Vec<_> = MERCHANT.iter().chain(env.iter()).copied().collect();
+        let output = run(&[], &env);
         let stderr = binary::assert_refused_naming(&output, setting, &format!("{env:?}"));
         assert!(
             !stderr.contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"),
@@ -88,6 +96,42 @@ fn bad_settings_stop_the_start_naming_the_setting() {
 }
 
 #[test]
+fn a_missing_merchant_stops_the_start_naming_it() {
+    let token = ("GRPC_AUTH_TOKEN", TOKEN);
+    let output = run(&[], &[token]);
+    let stderr = binary::assert_refused_naming(&output, "WXPAY_APPID", "no merchant");
+    assert!(
+        stderr.contains("also missing: WXPAY_MCH_ID, WXPAY_API_KEY (or WXPAY_API_KEY_FILE)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    for (missing, _) in MERCHANT {
+        let mut env = vec![token];
+        env.extend(MERCHANT.into_iter().filter(|(name, _)| *name != missing));
+        let output = run(&[], &env);
+        let stderr = binary::assert_refused_naming(
+            &output,
+            &format!("invalid setting {missing}: required"),
+            missing,
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+
+    // A misspelled variable is a missing one, not the demo key in its place.
+    let output = run(
+        &[],
+        &[
+            token,
+            MERCHANT[0],
+            MERCHANT[1],
+            ("WXPAY_APIKEY", wxpay_sim::DEMO_API_KEY),
+        ],
+    );
+    binary::assert_refused_naming(&output, "WXPAY_API_KEY", "misspelled key");
+}
+
+#[test]
 fn log_format_json_makes_json_lines() {
     let json = binary::first_log_line(
         BINARY,
@@ -97,6 +141,9 @@ fn log_format_json_makes_json_lines() {
             ("RECONCILE_INTERVAL_SECS", "0"),
             ("GRPC_AUTH_TOKEN", TOKEN),
             ("LOG_FORMAT", "json"),
+            MERCHANT[0],
+            MERCHANT[1],
+            MERCHANT[2],
         ],
         Duration::from_secs(20),
     );

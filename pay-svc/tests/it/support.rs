@@ -147,6 +147,9 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         wxpay_connect_timeout_ms: 500,
         wxpay_timeout_ms: 2000,
         wxpay_retry_backoff_ms: 20,
+        wxpay_appid: DEMO_APPID.into(),
+        wxpay_mch_id: DEMO_MCH_ID.into(),
+        wxpay_api_key: DEMO_API_KEY.into(),
         grpc_auth_token: Some(SecretString::from(TOKEN)),
         metrics_addr: paynotify::metrics::AdminAddr::any_local_port(),
         ..pay_svc::Config::default()

@@ -72,6 +72,9 @@ async fn both_hops_run_over_tls() {
             order_svc_url: order_svc.endpoint(),
             wxpay_api_base: sim_url,
             reconcile_interval_secs: 0,
+            wxpay_appid: wxpay_sim::DEMO_APPID.into(),
+            wxpay_mch_id: wxpay_sim::DEMO_MCH_ID.into(),
+            wxpay_api_key: wxpay_sim::DEMO_API_KEY.into(),
             grpc_auth_token: Some(SecretString::from(TOKEN)),
             grpc_tls_cert_file: Some(pki.cert.clone()),
             grpc_tls_key_file: Some(pki.key.clone()),
@@ -180,6 +183,9 @@ fn half_a_tls_setting_or_a_bad_file_stops_the_start_naming_it() {
         let output = Command::new(BINARY)
             .env_clear()
             .env("GRPC_AUTH_TOKEN", TOKEN)
+            .env("WXPAY_APPID", wxpay_sim::DEMO_APPID)
+            .env("WXPAY_MCH_ID", wxpay_sim::DEMO_MCH_ID)
+            .env("WXPAY_API_KEY", wxpay_sim::DEMO_API_KEY)
             .env("METRICS_ADDR", "off")
             .env("PAY_SVC_ADDR", "127.0.0.1:0")
             .envs(env.iter().map(|(name, path)| (name, path.as_os_str())))
