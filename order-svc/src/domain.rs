@@ -294,6 +294,13 @@ pub fn conflict_remarks(
             "关闭后支付：交易流水号：{} 金额{}分，订单已关闭",
             notice.transaction_id, notice.amount_fen
         ),
+        pay_anomaly::Kind::PaidInUnexpectedState => format!(
+            "状态异常时支付：交易流水号：{} 金额{}分，支付状态{}订单状态{}",
+            notice.transaction_id,
+            notice.amount_fen,
+            order.pay_status.as_deref().unwrap_or("空"),
+            order.order_status.as_deref().unwrap_or("空")
+        ),
     };
     fit_remarks(&remark)
 }
@@ -486,6 +493,14 @@ mod tests {
         let remark = conflict_remarks(pay_anomaly::Kind::PaidByOtherTransaction, &notice, &order);
         assert!(remark.chars().count() <= MAX_REMARKS_CHARS, "{remark}");
         assert!(remark.contains(&"4".repeat(32)) && remark.contains(&"9".repeat(32)));
+        let failed = order::Model {
+            pay_status: Some("2".into()),
+            order_status: Some("0".into()),
+            ..blank_order()
+        };
+        let remark = conflict_remarks(pay_anomaly::Kind::PaidInUnexpectedState, &notice, &failed);
+        assert!(remark.chars().count() <= MAX_REMARKS_CHARS, "{remark}");
+        assert!(remark.contains("支付状态2订单状态0"), "{remark}");
         assert_eq!(paid_remarks("4200"), "交易流水号：4200");
         assert_eq!(fit_remarks(&"长".repeat(150)).chars().count(), 100);
         Ok(())

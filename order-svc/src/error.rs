@@ -4,6 +4,13 @@
 
 use sea_orm::DbErr;
 
+/// The gRPC metadata entry on every FAILED_PRECONDITION naming which refusal it is, so a
+/// caller need not parse the message (shared with pay-svc, which reads it).
+pub use paynotify::proto::order_refusal::{
+    AMOUNT_MISMATCH as REFUSED_AMOUNT_MISMATCH, KEY as REFUSAL_KEY,
+    TRANSACTION_REUSED as REFUSED_TRANSACTION_REUSED, UNEXPECTED_STATE as REFUSED_UNEXPECTED_STATE,
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     #[error("invalid {field}: {reason}")]
@@ -31,7 +38,8 @@ pub enum OrderError {
     },
 
     /// The order is in a state this service does not move from (e.g. one the original system
-    /// wrote with other status values).
+    /// wrote with other status values). CloseOrder answers this; MarkPaid records the payment
+    /// as a `paid_in_unexpected_state` anomaly instead, since WeChat already has the money.
     #[error("order {order_id} has pay_status {pay_status:?} and order_status {order_status:?}")]
     UnexpectedState {
         order_id: String,
@@ -73,15 +81,15 @@ impl From<OrderError> for tonic::Status {
             OrderError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
             OrderError::AmountMismatch { .. } => {
                 tracing::warn!(event = "order.amount_mismatch", error = %err, "refused");
-                Status::failed_precondition(err.to_string())
+                refused(&err, REFUSED_AMOUNT_MISMATCH)
             }
             OrderError::TransactionReused { .. } => {
                 tracing::warn!(event = "order.transaction_reused", error = %err, "refused");
-                Status::failed_precondition(err.to_string())
+                refused(&err, REFUSED_TRANSACTION_REUSED)
             }
             OrderError::UnexpectedState { .. } => {
                 tracing::warn!(event = "order.unexpected_state", error = %err, "refused");
-                Status::failed_precondition(err.to_string())
+                refused(&err, REFUSED_UNEXPECTED_STATE)
             }
             OrderError::Contended { .. } => {
                 tracing::warn!(error = %err, "contended");
@@ -107,6 +115,16 @@ impl From<OrderError> for tonic::Status {
             }
         }
     }
+}
+
+/// FAILED_PRECONDITION with the message and the [`REFUSAL_KEY`] entry saying which refusal.
+fn refused(err: &OrderError, refusal: &'static str) -> tonic::Status {
+    let mut status = tonic::Status::failed_precondition(err.to_string());
+    status.metadata_mut().insert(
+        REFUSAL_KEY,
+        tonic::metadata::MetadataValue::from_static(refusal),
+    );
+    status
 }
 
 #[cfg(test)]
@@ -142,6 +160,45 @@ mod tests {
         for (err, code) in cases {
             assert_eq!(tonic::Status::from(err).code(), code);
         }
+    }
+
+    #[test]
+    fn each_refusal_says_which_it_is() {
+        let refusal = |err: OrderError| {
+            let status = tonic::Status::from(err);
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+            status
+                .metadata()
+                .get(REFUSAL_KEY)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            refusal(OrderError::AmountMismatch {
+                order_id: "1".into(),
+                pay_money: 100,
+                amount_fen: 1,
+            })
+            .as_deref(),
+            Some(REFUSED_AMOUNT_MISMATCH)
+        );
+        assert_eq!(
+            refusal(OrderError::TransactionReused {
+                order_id: "1".into(),
+                transaction_id: "4200".into(),
+            })
+            .as_deref(),
+            Some(REFUSED_TRANSACTION_REUSED)
+        );
+        assert_eq!(
+            refusal(OrderError::UnexpectedState {
+                order_id: "1".into(),
+                pay_status: "2".into(),
+                order_status: "0".into(),
+            })
+            .as_deref(),
+            Some(REFUSED_UNEXPECTED_STATE)
+        );
     }
 
     #[test]

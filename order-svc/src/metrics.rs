@@ -7,6 +7,8 @@ use std::{sync::LazyLock, time::Instant};
 use metrics::{Counter, Histogram, Unit};
 use paynotify::metrics::seconds_since;
 
+use crate::db::entities::pay_anomaly::Kind as AnomalyKind;
+
 /// The gRPC methods timed by the shared layer.
 pub const GRPC_METHODS: &[&str] = &[
     "/order.v1.OrderService/CreateOrder",
@@ -63,8 +65,8 @@ impl MarkPaidResult {
 struct Metrics {
     mark_paid: [Counter; MarkPaidResult::ALL.len()],
     mark_paid_seconds: [Histogram; MarkPaidResult::ALL.len()],
-    /// `paid_by_other_transaction`, `paid_after_close`.
-    anomalies: [Counter; 2],
+    /// One per [`AnomalyKind`], in the order of `AnomalyKind::ALL`.
+    anomalies: [Counter; AnomalyKind::ALL.len()],
     /// SQLite group commit: groups committed, and the payments in them.
     paid_groups: Counter,
     paid_grouped: Counter,
@@ -111,13 +113,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         mark_paid_seconds: MarkPaidResult::ALL.map(
             |r| metrics::histogram!("ordersvc_mark_paid_duration_seconds", "outcome" => r.as_str()),
         ),
-        anomalies: [
-            metrics::counter!(
-                "ordersvc_payment_anomalies_total",
-                "kind" => "paid_by_other_transaction"
-            ),
-            metrics::counter!("ordersvc_payment_anomalies_total", "kind" => "paid_after_close"),
-        ],
+        anomalies: AnomalyKind::ALL.map(
+            |kind| metrics::counter!("ordersvc_payment_anomalies_total", "kind" => kind.as_str()),
+        ),
     }
 });
 
@@ -152,6 +150,8 @@ pub fn read_batch(orders: usize) {
 }
 
 /// A payment anomaly recorded for the first time.
-pub fn anomaly(paid_after_close: bool) {
-    METRICS.anomalies[usize::from(paid_after_close)].increment(1);
+pub fn anomaly(kind: AnomalyKind) {
+    if let Some(index) = AnomalyKind::ALL.iter().position(|k| *k == kind) {
+        METRICS.anomalies[index].increment(1);
+    }
 }

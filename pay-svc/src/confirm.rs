@@ -133,6 +133,13 @@ pub fn verdict_for(mark_paid: MarkPaid) -> Verdict {
             ),
         },
         MarkPaid::AmountRejected(detail) => Verdict::new(NotifyOutcome::AmountMismatch, detail),
+        // WeChat confirmed this payment, yet order-svc cannot apply it: a conflict for a person,
+        // not a forged amount. (Unlike PAYMENT_CONFLICT, nothing was recorded in pay_anomaly;
+        // order-svc's WARN line says which refusal it was.)
+        MarkPaid::TransactionReused(detail) | MarkPaid::Refused(detail) => Verdict::new(
+            NotifyOutcome::PaymentConflict,
+            format!("order-svc refused the confirmed payment: {detail}"),
+        ),
         MarkPaid::NotFound => {
             Verdict::new(NotifyOutcome::UnknownOrder, "no such order in order-svc")
         }
@@ -169,6 +176,14 @@ mod tests {
         assert_eq!(
             outcome(MarkPaid::AmountRejected("x".into())),
             (NotifyOutcome::AmountMismatch, false)
+        );
+        assert_eq!(
+            outcome(MarkPaid::TransactionReused("x".into())),
+            (NotifyOutcome::PaymentConflict, false)
+        );
+        assert_eq!(
+            outcome(MarkPaid::Refused("x".into())),
+            (NotifyOutcome::PaymentConflict, false)
         );
         assert_eq!(
             outcome(MarkPaid::NotFound),

@@ -14,6 +14,7 @@ use paynotify::{
         ListPendingOrdersResponse, MarkPaidOutcome, MarkPaidRequest, Order,
         order_service_client::OrderServiceClient,
     },
+    proto::order_refusal,
     replicas::Replicas,
     tls::ClientTls,
     wxpay::client::RetryPolicy,
@@ -49,8 +50,15 @@ pub enum MarkPaid {
         outcome: MarkPaidOutcome,
         detail: String,
     },
-    /// FAILED_PRECONDITION: the amount is not the order's pay_money.
+    /// FAILED_PRECONDITION for `amount_mismatch`: the amount is not the order's pay_money.
     AmountRejected(String),
+    /// FAILED_PRECONDITION for `transaction_reused`: the WeChat transaction already paid
+    /// another order; nothing was written.
+    TransactionReused(String),
+    /// Any other FAILED_PRECONDITION: the order is in a state order-svc does not pay from (an
+    /// order-svc too old to record that as an anomaly), or a refusal this pay-svc does not know.
+    /// Never read as an amount mismatch: the amount was not the reason.
+    Refused(String),
     NotFound,
     /// INVALID_ARGUMENT: order-svc refused the fields.
     Invalid(String),
@@ -149,14 +157,7 @@ impl Orders {
                 Err(status) => break status,
             }
         };
-        match status.code() {
-            tonic::Code::FailedPrecondition => {
-                Ok(MarkPaid::AmountRejected(status.message().into()))
-            }
-            tonic::Code::NotFound => Ok(MarkPaid::NotFound),
-            tonic::Code::InvalidArgument => Ok(MarkPaid::Invalid(status.message().into())),
-            _ => Err(PayError::from_order_svc(status)),
-        }
+        mark_paid_refusal(status)
     }
 
     /// One page of unpaid, unclosed orders of the given age, oldest first, after the page
@@ -196,5 +197,79 @@ impl Orders {
         .await
         .map(|response| response.outcome())
         .map_err(PayError::from_order_svc)
+    }
+}
+
+/// MarkPaid's error status as an answer about the claim, or as an error when it says nothing
+/// about the claim (order-svc failing). Of the FAILED_PRECONDITIONs, only the one order-svc
+/// names `amount_mismatch` is about the amount.
+fn mark_paid_refusal(status: Status) -> Result<MarkPaid, PayError> {
+    let detail = || status.message().to_owned();
+    match status.code() {
+        tonic::Code::FailedPrecondition => {
+            let refusal = status
+                .metadata()
+                .get(order_refusal::KEY)
+                .and_then(|value| value.to_str().ok());
+            Ok(match refusal {
+                Some(order_refusal::AMOUNT_MISMATCH) => MarkPaid::AmountRejected(detail()),
+                Some(order_refusal::TRANSACTION_REUSED) => MarkPaid::TransactionReused(detail()),
+                _ => MarkPaid::Refused(detail()),
+            })
+        }
+        tonic::Code::NotFound => Ok(MarkPaid::NotFound),
+        tonic::Code::InvalidArgument => Ok(MarkPaid::Invalid(detail())),
+        _ => Err(PayError::from_order_svc(status)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tonic::metadata::MetadataValue;
+
+    fn failed_precondition(refusal: Option<&'static str>) -> Status {
+        let mut status = Status::failed_precondition("order-svc's message");
+        if let Some(refusal) = refusal {
+            status
+                .metadata_mut()
+                .insert(order_refusal::KEY, MetadataValue::from_static(refusal));
+        }
+        status
+    }
+
+    #[test]
+    fn only_an_amount_refusal_is_an_amount_mismatch() {
+        let detail = || "order-svc's message".to_owned();
+        assert_eq!(
+            mark_paid_refusal(failed_precondition(Some("amount_mismatch"))).unwrap(),
+            MarkPaid::AmountRejected(detail())
+        );
+        assert_eq!(
+            mark_paid_refusal(failed_precondition(Some("transaction_reused"))).unwrap(),
+            MarkPaid::TransactionReused(detail())
+        );
+        // An order in a state order-svc does not pay from, or an order-svc that does not say.
+        for refusal in [Some("unexpected_state"), Some("something_new"), None] {
+            assert_eq!(
+                mark_paid_refusal(failed_precondition(refusal)).unwrap(),
+                MarkPaid::Refused(detail()),
+                "{refusal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_codes_keep_their_meaning() {
+        assert_eq!(
+            mark_paid_refusal(Status::not_found("no")).unwrap(),
+            MarkPaid::NotFound
+        );
+        assert_eq!(
+            mark_paid_refusal(Status::invalid_argument("bad")).unwrap(),
+            MarkPaid::Invalid("bad".into())
+        );
+        assert!(mark_paid_refusal(Status::internal("boom")).is_err());
     }
 }

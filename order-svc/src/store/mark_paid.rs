@@ -4,8 +4,8 @@
 //! first and its affected-row count is the decision: whichever call changes the row is the only
 //! MARKED_PAID and writes the only log row. Every other call reads the order afterwards and
 //! explains why nothing changed; a payment that can never apply (another transaction already
-//! paid, or the order is closed) is recorded once in `pay_anomaly`, whose primary key makes
-//! "once" hold across processes.
+//! paid, the order is closed, or it is in a state this service does not pay from) is recorded
+//! once in `pay_anomaly`, whose primary key makes "once" hold across processes.
 //!
 //! `apply` is the decision inside a transaction it is given; on SQLite that is shared with
 //! the other payments of a group commit ([`super::paid_writer`]), elsewhere it is its own.
@@ -48,7 +48,7 @@ impl Applied {
                 amount_fen = notice.amount_fen,
                 "payment conflict recorded for refund"
             );
-            crate::metrics::anomaly(matches!(kind, pay_anomaly::Kind::PaidAfterClose));
+            crate::metrics::anomaly(kind);
         }
     }
 }
@@ -114,8 +114,8 @@ pub(super) enum PaidLog<'a> {
 /// The MarkPaid decision inside `txn`, which the caller commits on `Ok` and rolls back on
 /// `Err`. `None`: the order became payable only after the update looked (it was created in
 /// between); running it again will pay it. Every refusal (`TransactionReused`,
-/// `AmountMismatch`, `NotFound`, `UnexpectedState`) is decided before the first write: the
-/// SQLite group commit relies on that (`paid_writer::wrote_nothing`).
+/// `AmountMismatch`, `NotFound`) is decided before the first write: the SQLite group commit
+/// relies on that (`paid_writer::wrote_nothing`).
 pub(super) async fn apply(
     txn: &DatabaseTransaction,
     notice: &PaymentNotice,
@@ -162,7 +162,9 @@ pub(super) async fn apply(
     }
 
     // Nothing changed: find out why. On SQLite this transaction still holds the write lock;
-    // elsewhere the order's payment columns can no longer change once paid or closed.
+    // elsewhere the order's payment columns can no longer change once paid or closed. An order
+    // in another state is changed only by another system: should it become payable later, a
+    // later copy of the notification pays it, and the anomaly stays for a person to clear.
     let order = find_order(txn, &notice.order_id).await?;
     match OrderState::of(&order) {
         OrderState::Paid if order.transaction_id.as_deref() == Some(&notice.transaction_id) => {
@@ -196,11 +198,14 @@ pub(super) async fn apply(
             })
         }
         OrderState::Unpaid => Ok(None),
-        OrderState::Other => Err(OrderError::UnexpectedState {
-            order_id: order.id,
-            pay_status: order.pay_status.unwrap_or_default(),
-            order_status: order.order_status.unwrap_or_default(),
-        }),
+        // Not payable from here (e.g. pay_status "2", payment failed), yet WeChat confirmed
+        // the money: refusing would leave it only in log lines, so it is recorded like a
+        // payment after close.
+        OrderState::Other => {
+            record_conflict(txn, notice, order, pay_anomaly::Kind::PaidInUnexpectedState)
+                .await
+                .map(Some)
+        }
     }
 }
 
@@ -273,6 +278,13 @@ async fn record_conflict(
         ),
         pay_anomaly::Kind::PaidAfterClose => format!(
             "order is closed; payment {} recorded for refund",
+            notice.transaction_id
+        ),
+        pay_anomaly::Kind::PaidInUnexpectedState => format!(
+            "order has pay_status {:?} and order_status {:?}, which this service does not pay \
+             from; payment {} recorded for refund",
+            order.pay_status.as_deref().unwrap_or(""),
+            order.order_status.as_deref().unwrap_or(""),
             notice.transaction_id
         ),
     };

@@ -10,6 +10,7 @@ mod original_schema;
 mod pki;
 mod startup;
 mod tls;
+mod unexpected_state;
 
 use anyhow::Context;
 use order_svc::db::entities::{order, pay_anomaly};
