@@ -26,6 +26,13 @@ use crate::tls::ClientTls;
 /// How long a replica that refused a connection is tried last.
 const DOWN_FOR: Duration = Duration::from_secs(2);
 
+/// The metadata entry (sent as a trailer) with which a server marks an UNAVAILABLE status as
+/// "a dependency of mine could not answer", not "I cannot serve"; its value names the
+/// dependency (`wechat`, `order-svc`). Every replica would ask the same dependency, so such a
+/// status goes back to the caller at once and the replica is not avoided: failing over would
+/// only multiply the calls to a dependency that is already failing.
+pub const DEPENDENCY_FAILED: &str = "x-paynotify-dependency";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
     #[error("{setting}: at least one address is needed")]
@@ -119,7 +126,8 @@ impl Replicas {
     /// Calls `call` on one replica, round-robin. When a replica answers UNAVAILABLE (it cannot
     /// be reached, or it is draining) or the connection breaks under the call (it died
     /// mid-request), it is avoided for a moment and the next one is tried, so each replica is
-    /// tried at most once. Other errors are returned as they are.
+    /// tried at most once. Other errors, and an UNAVAILABLE marked with [`DEPENDENCY_FAILED`],
+    /// are returned as they are.
     pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
     where
         F: FnMut(Channel) -> Fut,
@@ -159,16 +167,39 @@ impl Replicas {
     }
 }
 
-/// UNAVAILABLE, or the local transport failing under the call: tonic reports a connection that
-/// broke mid-request (a replica killed while serving it) as UNKNOWN with the transport error
-/// as its source, while an UNKNOWN the server itself sent has no source.
+/// UNAVAILABLE (unless the replica said a dependency of its own failed, [`DEPENDENCY_FAILED`]),
+/// or the local transport failing under the call: tonic reports a connection that broke
+/// mid-request (a replica killed while serving it) as UNKNOWN with the transport error as its
+/// source, while an UNKNOWN the server itself sent has no source.
 fn replica_failed(status: &Status) -> bool {
     use std::error::Error as _;
     match status.code() {
-        Code::Unavailable => true,
+        Code::Unavailable => !status.metadata().contains_key(DEPENDENCY_FAILED),
         Code::Unknown => status
             .source()
             .is_some_and(|source| source.is::<tonic::transport::Error>()),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::metadata::MetadataValue;
+
+    use super::*;
+
+    #[test]
+    fn unavailable_fails_over_unless_a_dependency_failed() {
+        assert!(replica_failed(&Status::unavailable("connection refused")));
+
+        let mut dependency = Status::unavailable("orderquery: timed out");
+        dependency
+            .metadata_mut()
+            .insert(DEPENDENCY_FAILED, MetadataValue::from_static("wechat"));
+        assert!(!replica_failed(&dependency));
+
+        // The entry means nothing on other codes.
+        assert!(!replica_failed(&Status::internal("db")));
+        assert!(!replica_failed(&Status::unknown("sent by the server")));
     }
 }

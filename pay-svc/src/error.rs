@@ -2,7 +2,7 @@
 //! their single mapping to gRPC status codes. A verdict about a notification (rejected,
 //! duplicate, ...) is not an error; an error means "ask again later" or "the request is wrong".
 
-use paynotify::wxpay::client::WechatError;
+use paynotify::{replicas::DEPENDENCY_FAILED, wxpay::client::WechatError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayError {
@@ -71,6 +71,14 @@ impl From<PayError> for tonic::Status {
                 _ => Code::Unavailable,
             },
         };
+        // UNAVAILABLE because WeChat or order-svc could not answer, not because this replica
+        // cannot serve: marked so that the gateway does not replay the call on every other
+        // pay-svc, each of which would ask the same failing dependency again.
+        let dependency = match &err {
+            PayError::OrderSvcUnavailable(_) => Some("order-svc"),
+            PayError::Wechat(_) if code == Code::Unavailable => Some("wechat"),
+            _ => None,
+        };
         let detail = chain(&err);
         if matches!(code, Code::Unavailable | Code::Internal) {
             tracing::warn!(error = %detail, code = ?code, "request failed");
@@ -83,7 +91,14 @@ impl From<PayError> for tonic::Status {
             PayError::Wechat(wechat) => wechat.to_string(),
             other => other.to_string(),
         };
-        Status::new(code, message)
+        let mut status = Status::new(code, message);
+        if let Some(dependency) = dependency {
+            status.metadata_mut().insert(
+                DEPENDENCY_FAILED,
+                tonic::metadata::MetadataValue::from_static(dependency),
+            );
+        }
+        status
     }
 }
 
@@ -123,6 +138,61 @@ mod tests {
                 source: paynotify::wxpay::sign::SignError::MissingSign,
             })),
             tonic::Code::Unavailable
+        );
+    }
+
+    #[test]
+    fn dependency_failures_are_marked() {
+        let dependency = |err: PayError| {
+            let status = tonic::Status::from(err);
+            status
+                .metadata()
+                .get(DEPENDENCY_FAILED)
+                .map(|value| value.to_str().unwrap_or("not ASCII").to_owned())
+        };
+        let order_svc = Some("order-svc".to_owned());
+        let wechat = Some("wechat".to_owned());
+        assert_eq!(
+            dependency(PayError::OrderSvcUnavailable(tonic::Status::unavailable(
+                "x"
+            ))),
+            order_svc
+        );
+        assert_eq!(dependency(business("SYSTEMERROR")), wechat);
+        assert_eq!(
+            dependency(PayError::Wechat(WechatError::HttpStatus {
+                api: Api::OrderQuery,
+                status: 502,
+            })),
+            wechat
+        );
+        assert_eq!(
+            dependency(PayError::Wechat(WechatError::ReturnFail {
+                api: Api::OrderQuery,
+                return_msg: "system busy".into(),
+            })),
+            wechat
+        );
+        assert_eq!(
+            dependency(PayError::Wechat(WechatError::BadSignature {
+                api: Api::OrderQuery,
+                source: paynotify::wxpay::sign::SignError::MissingSign,
+            })),
+            wechat
+        );
+
+        // Answers, not failures to answer: nothing to mark.
+        assert_eq!(dependency(PayError::InvalidArgument("x".into())), None);
+        assert_eq!(dependency(PayError::OrderNotPayable("paid".into())), None);
+        assert_eq!(
+            dependency(PayError::OrderSvc(tonic::Status::internal("db"))),
+            None
+        );
+        assert_eq!(dependency(business("ORDERNOTEXIST")), None);
+        assert_eq!(dependency(business("ORDERPAID")), None);
+        assert_eq!(
+            dependency(PayError::Wechat(WechatError::Config("no key".into()))),
+            None
         );
     }
 

@@ -23,6 +23,8 @@ pub type Received = Arc<Mutex<Vec<(HashMap<String, String>, Option<String>)>>>;
 pub enum Script {
     Verdict(NotifyOutcome, bool, &'static str),
     Error(tonic::Code),
+    /// UNAVAILABLE because the named dependency failed, as pay-svc marks it.
+    DependencyDown(&'static str),
     Slow(Duration),
 }
 
@@ -131,6 +133,14 @@ impl PayService for Scripted {
                 }))
             }
             Script::Error(code) => Err(Status::new(*code, "scripted failure")),
+            Script::DependencyDown(dependency) => {
+                let mut status = Status::unavailable("scripted dependency failure");
+                status.metadata_mut().insert(
+                    paynotify::replicas::DEPENDENCY_FAILED,
+                    tonic::metadata::MetadataValue::from_static(dependency),
+                );
+                Err(status)
+            }
             Script::Slow(delay) => {
                 tokio::time::sleep(*delay).await;
                 Ok(Response::new(ConfirmPaymentResponse {
