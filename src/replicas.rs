@@ -26,6 +26,29 @@ use crate::tls::ClientTls;
 /// How long a replica that refused a connection is tried last.
 const DOWN_FOR: Duration = Duration::from_secs(2);
 
+/// How long a connection may go without a frame from the replica before an HTTP/2 PING is
+/// sent on it (idle or not), and how long the PING may then go unanswered before the
+/// connection is dropped. A replica whose host lost power, or that a partition black-holes,
+/// never closes its connections: without the PING every call sent on one waits for the whole
+/// request timeout and ends CANCELLED, which is no reason to fail over, so every call
+/// round-robined to it times out (all of them behind one load-balanced address) until the
+/// kernel gives up retransmitting, after about 15 minutes. With it the connection is dropped at
+/// most 7 s after the replica's last frame; the calls still on it end UNAVAILABLE, and the
+/// next ones redial, which fails as UNAVAILABLE too (refused, or after the connect timeout):
+/// both fail over. A live replica answers at once, even when busy (the PONG is written by the
+/// connection task, not by a handler), and tonic's (hyper's) server does not limit how often
+/// it may be pinged.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// TCP keepalive as a second line, kept by the kernel whatever the HTTP/2 layer does: probes
+/// after 5 s without traffic, 2 s apart, the connection reset after 3 unanswered. It also
+/// keeps idle connections alive in the firewalls and NATs on the way. It never fires while
+/// sent data is unacknowledged (the black hole with a call in flight), hence the PINGs.
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+
 /// The metadata entry (sent as a trailer) with which a server marks an UNAVAILABLE status as
 /// "a dependency of mine could not answer", not "I cannot serve"; its value names the
 /// dependency (`wechat`, `order-svc`). Every replica would ask the same dependency, so such a
@@ -105,6 +128,12 @@ impl Replicas {
                     .connect_timeout(connect_timeout)
                     .timeout(request_timeout)
                     .tcp_nodelay(true)
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
+                    .tcp_keepalive(Some(TCP_KEEPALIVE_IDLE))
+                    .tcp_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
+                    .tcp_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES))
                     .connect_lazy();
                 Ok(Replica {
                     url: url.to_owned(),

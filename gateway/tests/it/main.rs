@@ -3,6 +3,7 @@
 //! The gateway over real sockets, in front of a scripted pay-svc (a real tonic server on
 //! port 0). The full path with the real pay-svc and order-svc is tested end to end in devstack.
 
+mod black_hole;
 mod failover;
 mod fake_pay_svc;
 mod hostile;
