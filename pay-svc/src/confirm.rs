@@ -33,7 +33,7 @@ pub enum Evidence<'a> {
 pub struct Confirmer {
     pub orders: Orders,
     pub wechat: Wechat,
-    /// Orders seen paid, so duplicates skip order-svc too.
+    /// Orders seen paid, so duplicate notifications skip order-svc too.
     pub paid: Arc<PaidOrders>,
 }
 
@@ -45,11 +45,17 @@ impl Confirmer {
         claim: &PaymentClaim,
         evidence: Evidence<'_>,
     ) -> Result<Verdict, PayError> {
-        // 4b. Our order. Already known paid by this transaction: a duplicate, as order-svc
-        // would say (see `check_against_order`).
-        if self
-            .paid
-            .paid_by(&claim.out_trade_no, &claim.transaction_id)
+        // 4b. Our order. A notification for an order already known paid by this transaction
+        // is a duplicate, as order-svc would say (see `check_against_order`): WeChat resends
+        // each one many times, and this answers them without order-svc or orderquery.
+        // Reconciliation's claim is never answered from memory: order-svc has just listed the
+        // order as unpaid, and if this process remembers it paid, the paid write was lost (a
+        // database restored from a backup, a failover to a replica behind the primary) and
+        // must be made again.
+        if matches!(evidence, Evidence::QueryWechat)
+            && self
+                .paid
+                .paid_by(&claim.out_trade_no, &claim.transaction_id)
         {
             return Ok(Verdict::new(
                 NotifyOutcome::Duplicate,

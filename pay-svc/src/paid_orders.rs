@@ -2,9 +2,11 @@
 //! notification (WeChat resends each one until it gets SUCCESS, often from several servers at
 //! once) is answered without a call to order-svc.
 //!
-//! Safe to answer from memory because "paid by transaction T" is final: order-svc never
-//! un-pays an order or changes its transaction. Anything not in here (evicted, another
-//! replica saw it, pay-svc restarted) simply goes the normal way through order-svc. Bounded
+//! Safe to answer a notification from memory because "paid by transaction T" is final:
+//! order-svc never un-pays an order or changes its transaction. (A database restored from a
+//! backup can; reconciliation, which repairs exactly that, never consults this cache.)
+//! Anything not in here (evicted, another replica saw it, pay-svc restarted) simply goes the
+//! normal way through order-svc. Bounded
 //! and least-recently-used, so memory stays flat however many orders are paid.
 
 use std::{num::NonZeroUsize, sync::Mutex};

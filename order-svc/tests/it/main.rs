@@ -5,6 +5,7 @@
 mod auth;
 mod behaviour;
 mod lifecycle;
+mod long_ids;
 mod multi_server;
 mod original_schema;
 mod pki;

@@ -3,6 +3,7 @@
 
 mod confirm;
 mod faults;
+mod lost_paid_write;
 mod measure;
 // The test CA and server certificate of order-svc's tests.
 #[path = "../../../order-svc/tests/it/pki.rs"]
