@@ -144,6 +144,22 @@ pub struct Config {
     /// orderquery calls per second made by reconciliation, at most.
     #[arg(long, env = "RECONCILE_QUERIES_PER_SEC", default_value_t = 5.0)]
     pub reconcile_queries_per_sec: f64,
+    /// Close orders still unpaid at WeChat at RECONCILE_CLOSE_AFTER_SECS: closeorder, then
+    /// order-svc, so none can be paid unnoticed once reconciliation stops looking at it. Off
+    /// for merchants who close their orders themselves.
+    #[arg(
+        long,
+        env = "RECONCILE_CLOSE_UNPAID",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub reconcile_close_unpaid: bool,
+    /// Age at which an order still unpaid at WeChat is closed; at most RECONCILE_MAX_AGE_SECS
+    /// minus two RECONCILE_INTERVAL_SECS, so a failed close is tried again. Default:
+    /// RECONCILE_MAX_AGE_SECS minus the larger of a 24th of it and two intervals (82800 with
+    /// the defaults, and without a max age).
+    #[arg(long, env = "RECONCILE_CLOSE_AFTER_SECS")]
+    pub reconcile_close_after_secs: Option<u64>,
 
     /// Orders remembered as paid (and by which transaction), so duplicate notifications are
     /// answered without calling order-svc; about 150 bytes each. 0 turns it off.
@@ -356,8 +372,50 @@ impl Config {
                     "must be 0 or greater than RECONCILE_MIN_AGE_SECS",
                 ));
             }
+            // Two intervals before the window ends: the first visit past the closing age
+            // comes within one interval of it, and a failed close gets another.
+            let latest = self
+                .reconcile_max_age_secs
+                .checked_sub(self.reconcile_interval_secs.saturating_mul(2));
+            let close_after = self.reconcile_close_after_secs();
+            if self.reconcile_close_unpaid
+                && self.reconcile_max_age_secs != 0
+                && latest.is_none_or(|latest| close_after > latest)
+            {
+                let default = if self.reconcile_close_after_secs.is_none() {
+                    ", the default for this window"
+                } else {
+                    ""
+                };
+                return Err(invalid(
+                    "RECONCILE_CLOSE_AFTER_SECS",
+                    format!(
+                        "must be at most RECONCILE_MAX_AGE_SECS minus twice RECONCILE_INTERVAL_SECS ({}), so that an order is closed before reconciliation stops looking at it; it is {close_after}{default} (or set RECONCILE_CLOSE_UNPAID=false)",
+                        latest.map_or_else(|| "none here".to_owned(), |l| l.to_string())
+                    ),
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// When reconciliation closes orders still unpaid at WeChat; `None` when it does not.
+    pub fn reconcile_close_after(&self) -> Option<Duration> {
+        self.reconcile_close_unpaid
+            .then(|| Duration::from_secs(self.reconcile_close_after_secs()))
+    }
+
+    /// RECONCILE_CLOSE_AFTER_SECS, or its default: an hour before the end of the default
+    /// day-long window, a 24th of the window before its end in general, and never less than
+    /// two intervals before it.
+    fn reconcile_close_after_secs(&self) -> u64 {
+        const WITHOUT_MAX_AGE: u64 = 82_800;
+        match (self.reconcile_close_after_secs, self.reconcile_max_age_secs) {
+            (Some(secs), _) => secs,
+            (None, 0) => WITHOUT_MAX_AGE,
+            (None, max_age) => max_age
+                .saturating_sub((max_age / 24).max(self.reconcile_interval_secs.saturating_mul(2))),
+        }
     }
 
     /// The merchant settings are all given. Every missing one is named, in one line, so a
@@ -600,6 +658,31 @@ mod tests {
                 &["--reconcile-max-age-secs", "30"],
                 "RECONCILE_MAX_AGE_SECS",
             ),
+            (
+                &["--reconcile-close-after-secs", "86400"],
+                "RECONCILE_CLOSE_AFTER_SECS",
+            ),
+            // A window too short for two intervals after the closing age.
+            (
+                &[
+                    "--reconcile-max-age-secs",
+                    "3600",
+                    "--reconcile-close-after-secs",
+                    "3500",
+                ],
+                "RECONCILE_CLOSE_AFTER_SECS",
+            ),
+            (
+                &[
+                    "--reconcile-interval-secs",
+                    "3600",
+                    "--reconcile-max-age-secs",
+                    "3600",
+                    "--reconcile-close-after-secs",
+                    "0",
+                ],
+                "RECONCILE_CLOSE_AFTER_SECS",
+            ),
             (&["--grpc-auth-token", "short"], "GRPC_AUTH_TOKEN"),
         ];
         for (args, setting) in cases {
@@ -615,6 +698,61 @@ mod tests {
             "0",
         ]);
         assert_eq!(off.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unpaid_orders_are_closed_before_they_leave_the_window() {
+        let defaults = with(&[]);
+        assert_eq!(defaults.validate(), Ok(()));
+        assert_eq!(
+            defaults.reconcile_close_after(),
+            Some(Duration::from_secs(82_800))
+        );
+        // The default follows the window: a one-hour window (with a one-minute interval)
+        // closes at 57.5 minutes, and a window of few intervals two intervals before its end.
+        let hour = with(&["--reconcile-max-age-secs", "3600"]);
+        assert_eq!(hour.validate(), Ok(()));
+        assert_eq!(
+            hour.reconcile_close_after(),
+            Some(Duration::from_secs(3450))
+        );
+        let short = with(&["--reconcile-max-age-secs", "600"]);
+        assert_eq!(short.validate(), Ok(()));
+        assert_eq!(
+            short.reconcile_close_after(),
+            Some(Duration::from_secs(480))
+        );
+        // A window shorter than two intervals leaves no room: the start is refused.
+        let err = with(&["--reconcile-max-age-secs", "100"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "RECONCILE_CLOSE_AFTER_SECS");
+        assert!(err.problem.contains("the default"), "{err}");
+        // The latest closing age a one-minute interval allows in a one-hour window.
+        let edge = with(&[
+            "--reconcile-max-age-secs",
+            "3600",
+            "--reconcile-close-after-secs",
+            "3480",
+        ]);
+        assert_eq!(edge.validate(), Ok(()));
+        // Turned off, the closing age does not matter.
+        let off = with(&[
+            "--reconcile-close-unpaid",
+            "false",
+            "--reconcile-close-after-secs",
+            "999999",
+        ]);
+        assert_eq!(off.validate(), Ok(()));
+        assert_eq!(off.reconcile_close_after(), None);
+        // Without an upper bound an order is never left behind: any closing age will do.
+        let unbounded = with(&[
+            "--reconcile-max-age-secs",
+            "0",
+            "--reconcile-close-after-secs",
+            "999999",
+        ]);
+        assert_eq!(unbounded.validate(), Ok(()));
     }
 
     #[test]

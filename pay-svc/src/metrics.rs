@@ -133,6 +133,12 @@ pub enum Found {
     OtherVerdict,
     /// WeChat reports CLOSED or REVOKED: closed in order-svc.
     Closed,
+    /// Still unpaid at WeChat at the closing age: closed there (closeorder), then in order-svc.
+    ClosedUnpaid,
+    /// Due for closing, but closeorder failed: tried again on the next visit.
+    CloseDeferred,
+    /// Paid and refunded at WeChat, never recorded as paid here: reported, left unpaid.
+    Refunded,
     /// Still unpaid at WeChat (or unknown to it): left for the next sweep.
     Left,
     /// orderquery or order-svc failed for this order.
@@ -140,10 +146,13 @@ pub enum Found {
 }
 
 impl Found {
-    const ALL: [Found; 5] = [
+    const ALL: [Found; 8] = [
         Found::Paid,
         Found::OtherVerdict,
         Found::Closed,
+        Found::ClosedUnpaid,
+        Found::CloseDeferred,
+        Found::Refunded,
         Found::Left,
         Found::Failed,
     ];
@@ -153,6 +162,9 @@ impl Found {
             Found::Paid => "paid",
             Found::OtherVerdict => "other_verdict",
             Found::Closed => "closed",
+            Found::ClosedUnpaid => "closed_unpaid",
+            Found::CloseDeferred => "close_deferred",
+            Found::Refunded => "refunded",
             Found::Left => "left",
             Found::Failed => "failed",
         }

@@ -73,6 +73,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
             .then(|| Duration::from_secs(config.reconcile_max_age_secs)),
         batch: config.reconcile_batch,
         queries_per_sec: config.reconcile_queries_per_sec,
+        close_after: config.reconcile_close_after(),
     });
     let service = PayGrpc {
         merchant: Merchant {

@@ -1,6 +1,7 @@
 //! pay-svc's integration tests: each starts its own order-svc (fresh SQLite database), WeChat
 //! simulator and pay-svc in-process on port 0, and talks to pay-svc over gRPC.
 
+mod closing;
 mod confirm;
 mod faults;
 mod lost_paid_write;
