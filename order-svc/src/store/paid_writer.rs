@@ -90,13 +90,12 @@ async fn commit(
     }
 }
 
-/// What each payment of a group that could not begin is answered: an exhausted pool stays
-/// UNAVAILABLE to the caller; anything else is a database error, as it would have been alone.
+/// What each payment of a group that could not begin is answered: a connection that could not
+/// be had stays what it is (UNAVAILABLE to the caller, who may try another replica); anything
+/// else is a database error, as it would have been alone, saying where it came from.
 fn could_not_start(err: &DbErr) -> OrderError {
     match err {
-        DbErr::ConnectionAcquire(acquire) => {
-            OrderError::Database(DbErr::ConnectionAcquire(*acquire))
-        }
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => OrderError::Database(err.clone()),
         other => OrderError::Database(DbErr::Custom(format!(
             "the group commit could not start: {}",
             paynotify::error_chain(other)
@@ -405,5 +404,25 @@ mod tests {
             assert_eq!(row.pay_status.as_deref(), Some("0"), "{id}");
         }
         Ok(())
+    }
+
+    /// Connection failures keep their meaning for the caller (UNAVAILABLE: pay-svc retries,
+    /// possibly on another replica); other failures to begin say where they came from.
+    #[test]
+    fn a_group_that_cannot_begin_answers_what_the_failure_was() {
+        use sea_orm::{ConnAcquireErr, RuntimeErr};
+        let code = |err: DbErr| tonic::Status::from(could_not_start(&err)).code();
+        assert_eq!(
+            code(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(
+            code(DbErr::Conn(RuntimeErr::Internal("refused".into()))),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(
+            code(DbErr::Custom("database is locked".into())),
+            tonic::Code::Internal
+        );
     }
 }
