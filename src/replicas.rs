@@ -50,10 +50,11 @@ const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 const TCP_KEEPALIVE_RETRIES: u32 = 3;
 
 /// The metadata entry (sent as a trailer) with which a server marks an UNAVAILABLE status as
-/// "a dependency of mine could not answer", not "I cannot serve"; its value names the
-/// dependency (`wechat`, `order-svc`). Every replica would ask the same dependency, so such a
-/// status goes back to the caller at once and the replica is not avoided: failing over would
-/// only multiply the calls to a dependency that is already failing.
+/// "a dependency of mine answered with a failure every replica would get", not "I cannot
+/// serve"; its value names the dependency (pay-svc marks WeChat's 5xx, SYSTEMERROR and FAIL
+/// answers `wechat`). Such a status goes back to the caller at once and the replica is not
+/// avoided: failing over would only multiply the calls to a dependency that is already
+/// failing.
 pub const DEPENDENCY_FAILED: &str = "x-paynotify-dependency";
 
 #[derive(Debug, thiserror::Error)]

@@ -71,12 +71,17 @@ impl From<PayError> for tonic::Status {
                 _ => Code::Unavailable,
             },
         };
-        // UNAVAILABLE because WeChat or order-svc could not answer, not because this replica
-        // cannot serve: marked so that the gateway does not replay the call on every other
-        // pay-svc, each of which would ask the same failing dependency again.
+        // UNAVAILABLE because WeChat itself answered with a failure (5xx, SYSTEMERROR, FAIL):
+        // every pay-svc would get the same, so it is marked and the gateway does not replay
+        // the call on the others, each of which would ask WeChat again. What may be this
+        // replica's own trouble (its way out timing out or refused, its key rejecting the
+        // reply, order-svc out of its reach) is not marked: another replica may get through.
         let dependency = match &err {
-            PayError::OrderSvcUnavailable(_) => Some("order-svc"),
-            PayError::Wechat(_) if code == Code::Unavailable => Some("wechat"),
+            PayError::Wechat(
+                WechatError::HttpStatus { .. }
+                | WechatError::ReturnFail { .. }
+                | WechatError::Business { .. },
+            ) if code == Code::Unavailable => Some("wechat"),
             _ => None,
         };
         let detail = chain(&err);
@@ -150,14 +155,7 @@ mod tests {
                 .get(DEPENDENCY_FAILED)
                 .map(|value| value.to_str().unwrap_or("not ASCII").to_owned())
         };
-        let order_svc = Some("order-svc".to_owned());
         let wechat = Some("wechat".to_owned());
-        assert_eq!(
-            dependency(PayError::OrderSvcUnavailable(tonic::Status::unavailable(
-                "x"
-            ))),
-            order_svc
-        );
         assert_eq!(dependency(business("SYSTEMERROR")), wechat);
         assert_eq!(
             dependency(PayError::Wechat(WechatError::HttpStatus {
@@ -173,12 +171,20 @@ mod tests {
             })),
             wechat
         );
+
+        // What may be this replica's own trouble: the gateway tries another.
         assert_eq!(
             dependency(PayError::Wechat(WechatError::BadSignature {
                 api: Api::OrderQuery,
                 source: paynotify::wxpay::sign::SignError::MissingSign,
             })),
-            wechat
+            None
+        );
+        assert_eq!(
+            dependency(PayError::OrderSvcUnavailable(tonic::Status::cancelled(
+                "Timeout expired"
+            ))),
+            None
         );
 
         // Answers, not failures to answer: nothing to mark.
