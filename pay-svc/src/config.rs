@@ -395,6 +395,20 @@ impl Config {
                     ),
                 ));
             }
+            // At least one visit that only queries before the one that may close: an order is
+            // not closed the first time reconciliation looks at it, while the buyer may still
+            // be scanning its code.
+            let earliest = self
+                .reconcile_min_age_secs
+                .saturating_add(self.reconcile_interval_secs);
+            if self.reconcile_close_unpaid && close_after < earliest {
+                return Err(invalid(
+                    "RECONCILE_CLOSE_AFTER_SECS",
+                    format!(
+                        "must be at least RECONCILE_MIN_AGE_SECS plus RECONCILE_INTERVAL_SECS ({earliest}), so that an order is not closed on the first visit; it is {close_after} (or set RECONCILE_CLOSE_UNPAID=false)"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -680,6 +694,16 @@ mod tests {
                     "3600",
                     "--reconcile-close-after-secs",
                     "0",
+                ],
+                "RECONCILE_CLOSE_AFTER_SECS",
+            ),
+            // Closed on the first visit.
+            (
+                &[
+                    "--reconcile-min-age-secs",
+                    "60",
+                    "--reconcile-close-after-secs",
+                    "90",
                 ],
                 "RECONCILE_CLOSE_AFTER_SECS",
             ),

@@ -240,13 +240,13 @@ async fn reconcile_order(
     revisit_in: Duration,
 ) -> Result<Action, PayError> {
     let out_trade_no = order.id.as_str();
-    let Some(query) = order_query(confirmer, out_trade_no).await? else {
-        return Ok(Action::Left);
-    };
-    if let Some(action) = settle(confirmer, out_trade_no, &query).await? {
+    let query = order_query(confirmer, out_trade_no).await?;
+    if let Some(query) = &query
+        && let Some(action) = settle(confirmer, out_trade_no, query).await?
+    {
         return Ok(action);
     }
-    // Unpaid at WeChat.
+    // Unpaid at WeChat, or never submitted to it.
     let age = age(&order.create_time, SystemTime::now());
     if age.is_none() && settings.close_after.is_some() {
         tracing::warn!(
@@ -255,19 +255,30 @@ async fn reconcile_order(
             "order-svc's create_time is unreadable: the order's age is unknown, so it is not closed"
         );
     }
-    match closing(age, settings, revisit_in) {
-        Closing::Wait => {
-            tracing::debug!(out_trade_no, trade_state = %query.trade_state, "order left as it is");
+    match (closing(age, settings, revisit_in), query) {
+        (Closing::Wait, _) => {
+            tracing::debug!(out_trade_no, "order left as it is");
             Ok(Action::Left)
         }
-        Closing::Close { last_visit } => {
+        (Closing::Close { last_visit }, Some(query)) => {
             close_unpaid(confirmer, out_trade_no, &query.trade_state, last_visit).await
+        }
+        // WeChat has nothing to close; closed here, no payment can be started for it any more
+        // (CreateNativePay refuses a closed order). A payment started in between is still
+        // recorded: MarkPaid answers it with PAYMENT_CONFLICT and an anomaly.
+        (Closing::Close { .. }, None) => {
+            close_here(
+                confirmer,
+                out_trade_no,
+                "never submitted to WeChat, at the end of reconciliation",
+            )
+            .await
         }
     }
 }
 
 /// WeChat's record of the order, or `None` when WeChat has no such order: never submitted (no
-/// unifiedorder yet), so there is nothing to reconcile or close.
+/// unifiedorder yet), so there is nothing to reconcile, and nothing to close at WeChat.
 async fn order_query(
     confirmer: &Confirmer,
     out_trade_no: &str,

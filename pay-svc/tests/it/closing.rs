@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used)]
 //! Closing unpaid orders at the end of the reconciliation window (WeChat's "closed loop",
 //! SPEC §3.3), against the real order-svc and simulator: an order still NOTPAY at the closing
-//! age is closed at WeChat and then in order-svc; one the buyer pays just before the close
+//! age is closed at WeChat and then in order-svc (one WeChat never heard of, here only); one
+//! the buyer pays just before the close
 //! ends paid, once, and is never closed; a younger one, or any with closing turned off, stays
 //! open; and a payment WeChat reports refunded is counted, never marked paid nor closed.
 //!
@@ -95,12 +96,13 @@ async fn an_order_unpaid_at_the_closing_age_is_closed_at_wechat_then_here() {
         let mut s = stack_with(closing_after(2)).await;
         let created = Instant::now();
         let unpaid = s.create_native_order(600).await;
-        // Never submitted to WeChat: nothing to close there, so it is left alone.
+        // Never submitted to WeChat: nothing to close there, closed here only.
         let unsubmitted = s.create_order(700).await;
 
         wait_for_state(&mut s, &unpaid.id, OrderState::Closed).await;
+        // order-svc keeps create_time in whole seconds: an order may look up to a second older.
         assert!(
-            created.elapsed() >= Duration::from_secs(2),
+            created.elapsed() >= Duration::from_secs(1),
             "closed before the closing age: {:?}",
             created.elapsed()
         );
@@ -113,7 +115,20 @@ async fn an_order_unpaid_at_the_closing_age_is_closed_at_wechat_then_here() {
         assert!(closed.transaction_id.is_empty(), "{closed:?}");
         assert_eq!(s.logs(&unpaid.id).await.len(), 1);
 
-        assert_eq!(s.order(&unsubmitted.id).await.state(), OrderState::Unpaid);
+        wait_for_state(&mut s, &unsubmitted.id, OrderState::Closed).await;
+        assert!(s.sim.order(&unsubmitted.id).await.is_err());
+        // A payment can no longer be started for it.
+        let refused = s
+            .pay
+            .create_native_pay(paynotify::proto::pay::v1::CreateNativePayRequest {
+                out_trade_no: unsubmitted.id.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(
+            refused.map(|_| ()).unwrap_err().code(),
+            tonic::Code::FailedPrecondition
+        );
         // Closed orders are no longer pending: later runs change nothing.
         let calls = closeorder_calls(&s).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -142,7 +157,7 @@ async fn an_order_younger_than_the_closing_age_is_not_closed() {
 async fn with_closing_turned_off_no_order_is_closed() {
     bounded(async {
         let mut s = stack_with(|config| {
-            closing_after(0)(config);
+            closing_after(1)(config);
             config.reconcile_close_unpaid = false;
         })
         .await;
@@ -164,8 +179,11 @@ async fn an_order_paid_just_before_the_close_ends_paid_once_and_is_never_closed(
         front.set_nonblocking(true).unwrap();
         let front_url = format!("http://{}", front.local_addr().unwrap());
         let mut sim_url = String::new();
+        // Visits 3 s apart, so that a payment recorded at once after ORDERPAID was recorded by
+        // the visit that tried to close, not by the next one.
         let mut s = stack_with(|config| {
-            closing_after(1)(config);
+            closing_after(3)(config);
+            config.reconcile_interval_secs = 3;
             sim_url = std::mem::replace(&mut config.wxpay_api_base, front_url);
         })
         .await;
@@ -180,6 +198,12 @@ async fn an_order_paid_just_before_the_close_ends_paid_once_and_is_never_closed(
         for order in [racing.id.as_str(), silent] {
             wait_for_state(&mut s, order, OrderState::Paid).await;
         }
+        let closed_at = closes.lock().unwrap().first().map(|(_, at)| *at).unwrap();
+        assert!(
+            closed_at.elapsed() < Duration::from_secs(2),
+            "paid {:?} after the close that met ORDERPAID: by a later visit, not by that one",
+            closed_at.elapsed()
+        );
         let transaction_id = s
             .sim
             .order(&racing.id)
@@ -192,7 +216,13 @@ async fn an_order_paid_just_before_the_close_ends_paid_once_and_is_never_closed(
         assert!(paid.close_time.is_empty(), "{paid:?}");
         let silent_transaction = s.sim.order(silent).await.unwrap().transaction_id.unwrap();
         assert_eq!(s.order(silent).await.transaction_id, silent_transaction);
-        assert_eq!(closes.lock().unwrap().clone(), vec![racing.id.clone()]);
+        let closed: Vec<String> = closes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert_eq!(closed, vec![racing.id.clone()]);
 
         // Later runs change nothing: paid once, never closed, here or at WeChat.
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -211,7 +241,7 @@ async fn an_order_paid_just_before_the_close_ends_paid_once_and_is_never_closed(
 async fn a_refunded_payment_is_counted_and_left_unpaid() {
     bounded(async {
         // Even an order past the closing age: REFUND is not "unpaid at WeChat".
-        let mut s = stack_with(closing_after(0)).await;
+        let mut s = stack_with(closing_after(1)).await;
         let before = refunded_count();
         // Paid and refunded at WeChat before this system heard of the payment.
         let id = "refunded-before-seen";
@@ -246,7 +276,10 @@ fn refunded_count() -> f64 {
 /// Serves `listener` as a front for the simulator at `sim_url`: every request is passed on,
 /// but a closeorder first has the buyer pay the order at the simulator, without a
 /// notification. Returns the out_trade_nos closeorder was called for.
-fn paying_before_close(listener: TcpListener, sim_url: String) -> Arc<Mutex<Vec<String>>> {
+fn paying_before_close(
+    listener: TcpListener,
+    sim_url: String,
+) -> Arc<Mutex<Vec<(String, Instant)>>> {
     let closes = Arc::new(Mutex::new(Vec::new()));
     let seen = closes.clone();
     tokio::spawn(async move {
@@ -269,14 +302,17 @@ async fn pass_on(
     http: &reqwest::Client,
     sim: &SimClient,
     sim_url: &str,
-    closes: &Mutex<Vec<String>>,
+    closes: &Mutex<Vec<(String, Instant)>>,
 ) {
     let Some((path, body)) = read_request(&mut stream).await else {
         return;
     };
     if path == "/pay/closeorder" {
         let out_trade_no = xml::parse(&body).unwrap()["out_trade_no"].clone();
-        closes.lock().unwrap().push(out_trade_no.clone());
+        closes
+            .lock()
+            .unwrap()
+            .push((out_trade_no.clone(), Instant::now()));
         // Already paid on a second close: WeChat answers ORDERPAID again, which is the point.
         let _ = sim.pay(&out_trade_no, false).await;
     }
