@@ -6,6 +6,7 @@
 //! - [`auth`]: bearer-token authentication of the internal gRPC calls.
 //! - [`config`]: defaults → TOML file → environment → flags, for every binary.
 //! - [`replicas`]: calls spread over several replicas of a downstream service.
+//! - [`unary_body`]: request bodies that end with their last message (one frame less a call).
 //! - [`tls`]: optional TLS on the internal gRPC hops (server identity, client trust).
 //! - [`runtime`]: telemetry, shutdown signal, gRPC reflection: what every service shares.
 //! - [`error_chain`]: an error and its sources on one line, for logs.
@@ -18,6 +19,7 @@ pub mod proto;
 pub mod replicas;
 pub mod runtime;
 pub mod tls;
+pub mod unary_body;
 pub mod wxpay;
 
 use std::borrow::Cow;

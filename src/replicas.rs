@@ -16,12 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tonic::{
-    Code, Status,
-    transport::{Channel, Endpoint},
-};
+use tonic::{Code, Status, transport::Endpoint};
 
 use crate::tls::ClientTls;
+use crate::unary_body::{GrpcChannel, ending_with_last_frame};
 
 /// How long a replica that refused a connection is tried last.
 const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -79,7 +77,7 @@ pub enum ReplicaError {
 
 struct Replica {
     url: String,
-    channel: Channel,
+    channel: GrpcChannel,
     /// Milliseconds since `Replicas::epoch` until which this replica is avoided.
     down_until_ms: AtomicU64,
 }
@@ -136,6 +134,7 @@ impl Replicas {
                     .tcp_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
                     .tcp_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES))
                     .connect_lazy();
+                let channel = ending_with_last_frame(channel);
                 Ok(Replica {
                     url: url.to_owned(),
                     channel,
@@ -160,7 +159,7 @@ impl Replicas {
     /// are returned as they are.
     pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(GrpcChannel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let mut last_error = None;

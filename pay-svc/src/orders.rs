@@ -8,6 +8,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use paynotify::auth::AttachBearer;
+use paynotify::unary_body::GrpcChannel;
 use paynotify::{
     proto::order::v1::{
         CloseOrderOutcome, CloseOrderRequest, GetOrderRequest, ListPendingOrdersRequest,
@@ -20,7 +21,7 @@ use paynotify::{
     wxpay::client::RetryPolicy,
 };
 use secrecy::SecretString;
-use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
+use tonic::{Status, service::interceptor::InterceptedService};
 
 use crate::{
     claim::PaymentClaim,
@@ -28,7 +29,7 @@ use crate::{
     request_id::Outgoing,
 };
 
-type Client = OrderServiceClient<InterceptedService<Channel, Outgoing>>;
+type Client = OrderServiceClient<InterceptedService<GrpcChannel, Outgoing>>;
 
 #[derive(Clone)]
 pub struct Orders {

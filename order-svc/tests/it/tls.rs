@@ -7,6 +7,7 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use order_svc::testing::{Backend, TestDatabase, TestServer};
+use paynotify::unary_body::{GrpcChannel, ending_with_last_frame};
 use paynotify::{
     auth::AttachBearer,
     proto::order::v1::{
@@ -37,7 +38,7 @@ fn bearer() -> AttachBearer {
 
 /// A GetOrder for an order that does not exist over `channel`: NOT_FOUND means the call went
 /// through TLS and the token check to the service.
-async fn get_missing(channel: Channel) -> Result<(), tonic::Status> {
+async fn get_missing(channel: GrpcChannel) -> Result<(), tonic::Status> {
     let mut client = OrderServiceClient::with_interceptor(channel, bearer());
     let call = client.get_order(GetOrderRequest {
         id: "no-such-order".into(),
@@ -118,7 +119,7 @@ async fn a_plaintext_client_is_refused() -> anyhow::Result<()> {
 
     let plaintext = format!("http://127.0.0.1:{}", server.addr().port());
     let outcome = match Channel::from_shared(plaintext)?.connect().await {
-        Ok(channel) => get_missing(channel).await,
+        Ok(channel) => get_missing(ending_with_last_frame(channel)).await,
         Err(error) => Err(tonic::Status::unavailable(error.to_string())),
     };
     let status = outcome.unwrap_err();
