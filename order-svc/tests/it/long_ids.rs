@@ -11,24 +11,6 @@ use sea_orm::{ActiveValue::Set, EntityTrait};
 
 use crate::Harness;
 
-macro_rules! on_each_backend {
-    ($($test:ident),* $(,)?) => {
-        on_each_backend!(@on sqlite, Sqlite, [$($test),*]);
-        on_each_backend!(@on postgres, Postgres, [$($test),*]);
-        on_each_backend!(@on mysql, Mysql, [$($test),*]);
-    };
-    (@on $module:ident, $backend:ident, [$($test:ident),*]) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() -> anyhow::Result<()> {
-                    super::$test(order_svc::testing::Backend::$backend).await
-                }
-            )*
-        }
-    };
-}
-
 on_each_backend!(pending_orders_with_long_ids_are_walked_a_page_at_a_time);
 
 /// An unpaid order as the original system writes it, with the id it chose.

@@ -2,6 +2,8 @@
 //! database and talks to it over gRPC. The behaviour suite runs unchanged on SQLite,
 //! PostgreSQL and MariaDB (see `order_svc::testing` for where the servers are expected).
 
+#[macro_use]
+mod backends;
 mod auth;
 mod behaviour;
 mod lifecycle;

@@ -12,24 +12,6 @@ use tonic::Code;
 
 use crate::{Harness, mark_paid, outcome, transaction_id};
 
-macro_rules! on_each_backend {
-    ($($test:ident),* $(,)?) => {
-        on_each_backend!(@on sqlite, Sqlite, [$($test),*]);
-        on_each_backend!(@on postgres, Postgres, [$($test),*]);
-        on_each_backend!(@on mysql, Mysql, [$($test),*]);
-    };
-    (@on $module:ident, $backend:ident, [$($test:ident),*]) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() -> anyhow::Result<()> {
-                    super::$test(order_svc::testing::Backend::$backend).await
-                }
-            )*
-        }
-    };
-}
-
 on_each_backend!(
     payment_in_an_unexpected_state_is_recorded_once,
     refusals_say_which_they_are,
