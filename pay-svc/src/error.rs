@@ -71,17 +71,23 @@ impl From<PayError> for tonic::Status {
                 _ => Code::Unavailable,
             },
         };
-        // UNAVAILABLE because WeChat itself answered with a failure (5xx, SYSTEMERROR, FAIL):
-        // every pay-svc would get the same, so it is marked and the gateway does not replay
-        // the call on the others, each of which would ask WeChat again. What may be this
-        // replica's own trouble (its way out timing out or refused, its key rejecting the
-        // reply, order-svc out of its reach) is not marked: another replica may get through.
+        // UNAVAILABLE because WeChat itself answered with a failure (5xx or 429, SYSTEMERROR,
+        // FAIL): every pay-svc would get the same, so it is marked and the gateway does not
+        // replay the call on the others, each of which would ask WeChat again. What may be
+        // this replica's own trouble (its way out timing out or refused, another HTTP status
+        // from a wrong address or proxy, its key rejecting the reply, order-svc out of its
+        // reach) is not marked: another replica may get through.
         let dependency = match &err {
-            PayError::Wechat(
-                WechatError::HttpStatus { .. }
-                | WechatError::ReturnFail { .. }
-                | WechatError::Business { .. },
-            ) if code == Code::Unavailable => Some("wechat"),
+            PayError::Wechat(WechatError::HttpStatus { status, .. })
+                if *status >= 500 || *status == 429 =>
+            {
+                Some("wechat")
+            }
+            PayError::Wechat(WechatError::ReturnFail { .. } | WechatError::Business { .. })
+                if code == Code::Unavailable =>
+            {
+                Some("wechat")
+            }
             _ => None,
         };
         let detail = chain(&err);
@@ -173,6 +179,16 @@ mod tests {
         );
 
         // What may be this replica's own trouble: the gateway tries another.
+        for status in [404, 403, 307] {
+            assert_eq!(
+                dependency(PayError::Wechat(WechatError::HttpStatus {
+                    api: Api::OrderQuery,
+                    status,
+                })),
+                None,
+                "{status}"
+            );
+        }
         assert_eq!(
             dependency(PayError::Wechat(WechatError::BadSignature {
                 api: Api::OrderQuery,

@@ -1,6 +1,6 @@
 //! Which pay-svc errors send the notification on to the next replica: a replica that cannot
-//! serve is skipped, but one that reports its dependency (WeChat, order-svc) failing is
-//! answered as it is, since every other replica would ask the same dependency.
+//! serve is skipped, but one that reports WeChat answering with a failure is answered as it
+//! is, since every other replica would ask WeChat again.
 
 use paynotify::proto::pay::v1::NotifyOutcome;
 
