@@ -74,7 +74,7 @@ impl Body for EndsWithLastFrame {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.ahead.is_none()
+        self.ahead.is_none() && (self.ended || self.inner.is_end_stream())
     }
 }
 
@@ -85,9 +85,17 @@ mod tests {
 
     use super::*;
 
-    /// Frames one by one, learning that it has ended only when polled past the last, as
+    /// What a scripted body does when polled.
+    enum Step {
+        Data(&'static str),
+        Trailers,
+        Error,
+        Pending,
+    }
+
+    /// Steps one by one, learning that it has ended only when polled past the last, as
     /// tonic's request encoder does.
-    struct Frames(VecDeque<&'static str>);
+    struct Frames(VecDeque<Step>);
 
     impl Body for Frames {
         type Data = Bytes;
@@ -95,19 +103,36 @@ mod tests {
 
         fn poll_frame(
             mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-            Poll::Ready(self.0.pop_front().map(|f| Ok(Frame::data(Bytes::from(f)))))
+            Poll::Ready(match self.0.pop_front() {
+                None => None,
+                Some(Step::Data(data)) => Some(Ok(Frame::data(Bytes::from(data)))),
+                Some(Step::Trailers) => Some(Ok(Frame::trailers(http::HeaderMap::new()))),
+                Some(Step::Error) => Some(Err(Status::cancelled("client cancelled"))),
+                Some(Step::Pending) => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            })
         }
     }
 
+    fn scripted(steps: impl IntoIterator<Item = Step>) -> EndsWithLastFrame {
+        EndsWithLastFrame::new(GrpcBody::new(Frames(steps.into_iter().collect())))
+    }
+
     fn wrapped(frames: &[&'static str]) -> EndsWithLastFrame {
-        EndsWithLastFrame::new(GrpcBody::new(Frames(frames.iter().copied().collect())))
+        scripted(frames.iter().map(|f| Step::Data(f)))
+    }
+
+    fn poll(body: &mut EndsWithLastFrame) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(body).poll_frame(&mut cx)
     }
 
     fn next(body: &mut EndsWithLastFrame) -> Option<Bytes> {
-        let mut cx = Context::from_waker(Waker::noop());
-        match Pin::new(body).poll_frame(&mut cx) {
+        match poll(body) {
             Poll::Ready(frame) => frame.map(|frame| frame.unwrap().into_data().unwrap()),
             Poll::Pending => panic!("a ready body was pending"),
         }
@@ -115,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_unary_request_ends_with_its_message() {
-        let mut plain = GrpcBody::new(Frames(["message"].into()));
+        let mut plain = GrpcBody::new(Frames([Step::Data("message")].into()));
         let mut cx = Context::from_waker(Waker::noop());
         let _ = Pin::new(&mut plain).poll_frame(&mut cx);
         assert!(!plain.is_end_stream(), "what the wrapper is for");
@@ -142,5 +167,39 @@ mod tests {
         let mut empty = wrapped(&[]);
         assert_eq!(next(&mut empty), None);
         assert!(empty.is_end_stream());
+        assert!(EndsWithLastFrame::new(GrpcBody::empty()).is_end_stream());
+    }
+
+    /// A look-ahead that finds the next frame not ready yet says nothing about the end; the
+    /// frame still comes, in its place.
+    #[test]
+    fn a_pending_look_ahead_does_not_end_the_body() {
+        let mut body = scripted([Step::Data("a"), Step::Pending, Step::Data("b")]);
+        assert_eq!(next(&mut body), Some(Bytes::from("a")));
+        assert!(!body.is_end_stream());
+        assert_eq!(next(&mut body), Some(Bytes::from("b")));
+        assert!(body.is_end_stream());
+        assert_eq!(next(&mut body), None);
+    }
+
+    /// Trailers and errors found by the look-ahead come out after the frame before them.
+    #[test]
+    fn trailers_and_errors_keep_their_place() {
+        let mut body = scripted([Step::Data("a"), Step::Trailers]);
+        assert_eq!(next(&mut body), Some(Bytes::from("a")));
+        assert!(!body.is_end_stream());
+        match poll(&mut body) {
+            Poll::Ready(Some(Ok(frame))) => assert!(frame.is_trailers()),
+            _ => panic!("the trailers were lost"),
+        }
+        assert!(body.is_end_stream());
+
+        let mut body = scripted([Step::Data("a"), Step::Error]);
+        assert_eq!(next(&mut body), Some(Bytes::from("a")));
+        assert!(!body.is_end_stream());
+        match poll(&mut body) {
+            Poll::Ready(Some(Err(status))) => assert_eq!(status.code(), tonic::Code::Cancelled),
+            _ => panic!("the error was lost"),
+        }
     }
 }
