@@ -264,15 +264,23 @@ async fn reconcile_order(
             close_unpaid(confirmer, out_trade_no, &query.trade_state, last_visit).await
         }
         // WeChat has nothing to close; closed here, no payment can be started for it any more
-        // (CreateNativePay refuses a closed order). A payment started in between is still
-        // recorded: MarkPaid answers it with PAYMENT_CONFLICT and an anomaly.
-        (Closing::Close { .. }, None) => {
-            close_here(
+        // (CreateNativePay refuses a closed order, and checks again after its unifiedorder).
+        // One submitted between the query and the close is closed at WeChat too, or, paid
+        // already, recorded (PAYMENT_CONFLICT and an anomaly: someone refunds it).
+        (Closing::Close { last_visit }, None) => {
+            let closed = close_here(
                 confirmer,
                 out_trade_no,
                 "never submitted to WeChat, at the end of reconciliation",
             )
-            .await
+            .await?;
+            let Some(query) = order_query(confirmer, out_trade_no).await? else {
+                return Ok(closed);
+            };
+            match settle(confirmer, out_trade_no, &query).await? {
+                Some(action) => Ok(action),
+                None => close_unpaid(confirmer, out_trade_no, &query.trade_state, last_visit).await,
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::{borrow::Cow, collections::HashMap, net::IpAddr};
 
 use paynotify::{
     proto::{
-        order::v1::OrderState,
+        order::v1::{Order, OrderState},
         pay::v1::{
             ConfirmPaymentRequest, ConfirmPaymentResponse, CreateNativePayRequest,
             CreateNativePayResponse, QueryOrderRequest, QueryOrderResponse,
@@ -113,6 +113,14 @@ impl PayGrpc {
                 detail: "no code_url for a NATIVE order".into(),
             })
         })?;
+        // Reconciliation may have closed the order meanwhile (it had never reached WeChat):
+        // a code handed out now could be paid for an order nobody watches any more.
+        let still = self.orders().get(&id).await?;
+        if still.as_ref().map(Order::state) != Some(OrderState::Unpaid) {
+            return Err(PayError::OrderNotPayable(format!(
+                "order {id} was closed while its payment was created; create a new order"
+            )));
+        }
         tracing::info!(total_fee = order.pay_money, "NATIVE payment created");
         Ok(CreateNativePayResponse {
             code_url,

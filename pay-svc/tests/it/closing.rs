@@ -16,7 +16,13 @@ use std::{
 };
 
 use paynotify::{
-    proto::order::v1::{CreateOrderRequest, OrderState},
+    proto::{
+        order::v1::{
+            CloseOrderRequest, CreateOrderRequest, OrderState,
+            order_service_client::OrderServiceClient,
+        },
+        pay::v1::CreateNativePayRequest,
+    },
     wxpay::xml,
 };
 use tokio::{
@@ -26,7 +32,7 @@ use tokio::{
 };
 use wxpay_sim::{NewOrder, SimClient, TradeState};
 
-use crate::support::{Stack, bounded, stack_with};
+use crate::support::{Authed, Stack, bounded, stack_with};
 
 /// Reconciliation every second over every order younger than a minute, closing the unpaid
 /// ones from `close_after_secs` on.
@@ -94,24 +100,24 @@ async fn closeorder_calls(s: &Stack) -> u64 {
 async fn an_order_unpaid_at_the_closing_age_is_closed_at_wechat_then_here() {
     bounded(async {
         let mut s = stack_with(closing_after(2)).await;
-        let created = Instant::now();
         let unpaid = s.create_native_order(600).await;
         // Never submitted to WeChat: nothing to close there, closed here only.
         let unsubmitted = s.create_order(700).await;
 
         wait_for_state(&mut s, &unpaid.id, OrderState::Closed).await;
-        // order-svc keeps create_time in whole seconds: an order may look up to a second older.
+        // Not before the closing age, measured as reconciliation measures it: from order-svc's
+        // create_time (whole seconds, as is close_time).
+        let closed = s.order(&unpaid.id).await;
+        let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+        let age_at_close = time(&closed.close_time) - time(&closed.create_time);
         assert!(
-            created.elapsed() >= Duration::from_secs(1),
-            "closed before the closing age: {:?}",
-            created.elapsed()
+            age_at_close >= chrono::Duration::seconds(2),
+            "closed at age {age_at_close}: before the closing age"
         );
         // Closed at WeChat first: it can no longer be paid there.
         let at_wechat = s.sim.order(&unpaid.id).await.unwrap();
         assert_eq!(at_wechat.trade_state, TradeState::Closed);
         assert!(closeorder_calls(&s).await >= 1);
-        let closed = s.order(&unpaid.id).await;
-        assert!(!closed.close_time.is_empty(), "{closed:?}");
         assert!(closed.transaction_id.is_empty(), "{closed:?}");
         assert_eq!(s.logs(&unpaid.id).await.len(), 1);
 
@@ -120,7 +126,7 @@ async fn an_order_unpaid_at_the_closing_age_is_closed_at_wechat_then_here() {
         // A payment can no longer be started for it.
         let refused = s
             .pay
-            .create_native_pay(paynotify::proto::pay::v1::CreateNativePayRequest {
+            .create_native_pay(CreateNativePayRequest {
                 out_trade_no: unsubmitted.id.clone(),
                 ..Default::default()
             })
@@ -316,6 +322,17 @@ async fn pass_on(
         // Already paid on a second close: WeChat answers ORDERPAID again, which is the point.
         let _ = sim.pay(&out_trade_no, false).await;
     }
+    forward(stream, http, sim_url, &path, body).await;
+}
+
+/// Passes one request on to the simulator and its answer back.
+async fn forward(
+    mut stream: TcpStream,
+    http: &reqwest::Client,
+    sim_url: &str,
+    path: &str,
+    body: Vec<u8>,
+) {
     let reply = http
         .post(format!("{sim_url}{path}"))
         .header("content-type", "text/xml; charset=utf-8")
@@ -361,4 +378,73 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
             return Some((path, body[..length].to_vec()));
         }
     }
+}
+
+/// A front for the simulator on which reconciliation's close of an order never submitted to
+/// WeChat lands just as a payment is being created for it: order-svc closes the order when its
+/// unifiedorder passes.
+fn closing_at_unifiedorder(
+    listener: TcpListener,
+    sim_url: String,
+    orders: OrderServiceClient<Authed>,
+) {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (http, sim_url, mut orders) = (http.clone(), sim_url.clone(), orders.clone());
+            tokio::spawn(async move {
+                let Some((path, body)) = read_request(&mut stream).await else {
+                    return;
+                };
+                if path == "/pay/unifiedorder" {
+                    let order_id = xml::parse(&body).unwrap()["out_trade_no"].clone();
+                    orders
+                        .close_order(CloseOrderRequest {
+                            order_id,
+                            reason: "closed by reconciliation meanwhile".into(),
+                        })
+                        .await
+                        .unwrap();
+                }
+                forward(stream, &http, &sim_url, &path, body).await;
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_payment_created_while_its_order_is_closed_hands_out_no_code() {
+    bounded(async {
+        let front = StdListener::bind("127.0.0.1:0").unwrap();
+        front.set_nonblocking(true).unwrap();
+        let front_url = format!("http://{}", front.local_addr().unwrap());
+        let mut sim_url = String::new();
+        let mut s = stack_with(|config| {
+            sim_url = std::mem::replace(&mut config.wxpay_api_base, front_url);
+        })
+        .await;
+        closing_at_unifiedorder(
+            TcpListener::from_std(front).unwrap(),
+            sim_url,
+            s.orders.clone(),
+        );
+
+        let order = s.create_order(600).await;
+        let created = s
+            .pay
+            .create_native_pay(CreateNativePayRequest {
+                out_trade_no: order.id.clone(),
+                ..Default::default()
+            })
+            .await;
+        let refused = created.map(|_| ()).unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::FailedPrecondition,
+            "{refused:?}"
+        );
+        assert!(refused.message().contains("closed while"), "{refused:?}");
+        assert_eq!(s.order(&order.id).await.state(), OrderState::Closed);
+    })
+    .await;
 }
