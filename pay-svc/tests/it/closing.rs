@@ -181,9 +181,7 @@ async fn an_order_paid_just_before_the_close_ends_paid_once_and_is_never_closed(
         // pay-svc talks to WeChat through a front on which the buyer pays every order just
         // before its closeorder arrives (the notification lost): orderquery said NOTPAY,
         // closeorder answers ORDERPAID.
-        let front = StdListener::bind("127.0.0.1:0").unwrap();
-        front.set_nonblocking(true).unwrap();
-        let front_url = format!("http://{}", front.local_addr().unwrap());
+        let (front, front_url) = front();
         let mut sim_url = String::new();
         // Visits 3 s apart, so that a payment recorded at once after ORDERPAID was recorded by
         // the visit that tried to close, not by the next one.
@@ -193,7 +191,7 @@ async fn an_order_paid_just_before_the_close_ends_paid_once_and_is_never_closed(
             sim_url = std::mem::replace(&mut config.wxpay_api_base, front_url);
         })
         .await;
-        let closes = paying_before_close(TcpListener::from_std(front).unwrap(), sim_url);
+        let closes = paying_before_close(front, sim_url);
 
         let racing = s.create_native_order(900).await;
         // Paid at WeChat before reconciliation saw it at all (notification lost): orderquery
@@ -277,6 +275,15 @@ fn refunded_count() -> f64 {
         .lines()
         .find_map(|line| line.strip_prefix(r#"paysvc_reconcile_orders_total{found="refunded"} "#))
         .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// A listener for a front put between pay-svc and the simulator, and its address for
+/// WXPAY_API_BASE.
+fn front() -> (TcpListener, String) {
+    let listener = StdListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (TcpListener::from_std(listener).unwrap(), url)
 }
 
 /// Serves `listener` as a front for the simulator at `sim_url`: every request is passed on,
@@ -415,19 +422,13 @@ fn closing_at_unifiedorder(
 #[tokio::test]
 async fn a_payment_created_while_its_order_is_closed_hands_out_no_code() {
     bounded(async {
-        let front = StdListener::bind("127.0.0.1:0").unwrap();
-        front.set_nonblocking(true).unwrap();
-        let front_url = format!("http://{}", front.local_addr().unwrap());
+        let (front, front_url) = front();
         let mut sim_url = String::new();
         let mut s = stack_with(|config| {
             sim_url = std::mem::replace(&mut config.wxpay_api_base, front_url);
         })
         .await;
-        closing_at_unifiedorder(
-            TcpListener::from_std(front).unwrap(),
-            sim_url,
-            s.orders.clone(),
-        );
+        closing_at_unifiedorder(front, sim_url, s.orders.clone());
 
         let order = s.create_order(600).await;
         let created = s
