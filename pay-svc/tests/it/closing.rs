@@ -32,16 +32,14 @@ use tokio::{
 };
 use wxpay_sim::{NewOrder, SimClient, TradeState};
 
-use crate::support::{Authed, Stack, bounded, stack_with};
+use crate::support::{Authed, Stack, bounded, reconciling_every_second, stack_with};
 
 /// Reconciliation every second over every order younger than a minute, closing the unpaid
 /// ones from `close_after_secs` on.
 fn closing_after(close_after_secs: u64) -> impl FnOnce(&mut pay_svc::Config) {
     move |config| {
-        config.reconcile_interval_secs = 1;
-        config.reconcile_min_age_secs = 0;
+        reconciling_every_second(config);
         config.reconcile_max_age_secs = 60;
-        config.reconcile_queries_per_sec = 50.0;
         config.reconcile_close_after_secs = Some(close_after_secs);
     }
 }

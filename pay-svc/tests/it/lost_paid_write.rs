@@ -6,18 +6,16 @@
 
 use std::time::Duration;
 
-use order_svc::testing::{Backend, TestDatabase, TestServer};
-use paynotify::{
-    auth::AttachBearer,
-    proto::{
-        order::v1::{CreateOrderRequest, OrderState, order_service_client::OrderServiceClient},
-        pay::v1::NotifyOutcome,
-    },
+use order_svc::testing::{Backend, TestDatabase};
+use paynotify::proto::{
+    order::v1::{CreateOrderRequest, OrderState},
+    pay::v1::NotifyOutcome,
 };
-use secrecy::SecretString;
-use tonic::transport::Channel;
 
-use crate::support::{Stack, TOKEN, bounded, paid_notification, signed, stack, stack_with};
+use crate::support::{
+    Stack, bounded, paid_notification, reconciling_every_second, signed, stack, stack_with,
+    start_order_svc,
+};
 
 #[tokio::test]
 async fn a_resent_notification_is_answered_without_order_svc_or_wechat() {
@@ -50,12 +48,7 @@ async fn a_resent_notification_is_answered_without_order_svc_or_wechat() {
 #[tokio::test]
 async fn reconciliation_pays_again_an_order_whose_paid_write_was_lost() {
     bounded(async {
-        let mut s = stack_with(|config| {
-            config.reconcile_interval_secs = 1;
-            config.reconcile_min_age_secs = 0;
-            config.reconcile_queries_per_sec = 50.0;
-        })
-        .await;
+        let mut s = stack_with(reconciling_every_second).await;
         let (order, transaction_id) = s.paid_at_wechat(1800).await;
         let notification = paid_notification(&order.id, 1800, &transaction_id);
         let first = s
@@ -117,18 +110,7 @@ async fn restart_order_svc_on(s: &mut Stack, database: &TestDatabase) {
     let old = s.order_svc.take().expect("order-svc running");
     let addr = old.addr();
     old.stop().await.expect("order-svc stopped");
-    let mut config = order_svc::Config::for_database(database.url()).expect("order-svc config");
-    config.listen_addr = addr;
-    config.grpc_auth_token = Some(SecretString::from(TOKEN));
-    let restarted = TestServer::start_with(config)
-        .await
-        .expect("order-svc on the restored database");
-    let channel = Channel::from_shared(restarted.endpoint())
-        .expect("order-svc URL")
-        .connect()
-        .await
-        .expect("order-svc channel");
-    let bearer = AttachBearer::new(Some(&SecretString::from(TOKEN))).expect("valid token");
-    s.orders = OrderServiceClient::with_interceptor(channel, bearer);
+    let (restarted, orders) = start_order_svc(database, Some(addr)).await;
+    s.orders = orders;
     s.order_svc = Some(restarted);
 }

@@ -10,17 +10,12 @@ use paynotify::{
 };
 use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID};
 
-use crate::support::{bounded, stack_with};
+use crate::support::{bounded, reconciling_every_second, stack_with};
 
 #[tokio::test]
 async fn reconciliation_pays_silent_payments_and_closes_closed_orders() {
     bounded(async {
-        let mut s = stack_with(|config| {
-            config.reconcile_interval_secs = 1;
-            config.reconcile_min_age_secs = 0;
-            config.reconcile_queries_per_sec = 50.0;
-        })
-        .await;
+        let mut s = stack_with(reconciling_every_second).await;
 
         // Paid at WeChat, notification never sent.
         let (silent, transaction_id) = s.paid_at_wechat(1500).await;

@@ -2,7 +2,7 @@
 //! pay-svc itself, each in-process on 127.0.0.1:0, plus helpers to make orders and signed
 //! notifications. Dropping a [`Stack`] shuts everything down.
 
-use std::{collections::HashMap, future::Future, time::Duration};
+use std::{collections::HashMap, future::Future, net::SocketAddr, time::Duration};
 
 use order_svc::testing::{Backend, TestDatabase, TestServer};
 use paynotify::auth::AttachBearer;
@@ -102,6 +102,36 @@ pub struct Stack {
     _db: TestDatabase,
 }
 
+/// A real order-svc on `database`, requiring [`TOKEN`], on `addr` (any free port when
+/// `None`), and a client for it.
+pub async fn start_order_svc(
+    database: &TestDatabase,
+    addr: Option<SocketAddr>,
+) -> (TestServer, OrderServiceClient<Authed>) {
+    let mut config = order_svc::Config::for_database(database.url()).expect("order-svc config");
+    config.grpc_auth_token = Some(SecretString::from(TOKEN));
+    if let Some(addr) = addr {
+        config.listen_addr = addr;
+    }
+    let server = TestServer::start_with(config).await.expect("order-svc");
+    let channel = Channel::from_shared(server.endpoint())
+        .expect("order-svc URL")
+        .connect()
+        .await
+        .expect("order-svc channel");
+    (
+        server,
+        OrderServiceClient::with_interceptor(channel, bearer()),
+    )
+}
+
+/// Reconciliation every second over every unpaid order, fast: for [`stack_with`].
+pub fn reconciling_every_second(config: &mut pay_svc::Config) {
+    config.reconcile_interval_secs = 1;
+    config.reconcile_min_age_secs = 0;
+    config.reconcile_queries_per_sec = 50.0;
+}
+
 /// The stack with reconciliation off: it would spend orderquery calls the tests count.
 pub async fn stack() -> Stack {
     stack_with(|_| {}).await
@@ -113,16 +143,7 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
     let db = TestDatabase::create(Backend::Sqlite)
         .await
         .expect("test database");
-    let mut order_config = order_svc::Config::for_database(db.url()).expect("order-svc config");
-    order_config.grpc_auth_token = Some(SecretString::from(TOKEN));
-    let order_svc = TestServer::start_with(order_config)
-        .await
-        .expect("order-svc");
-    let order_channel = Channel::from_shared(order_svc.endpoint())
-        .expect("order-svc URL")
-        .connect()
-        .await
-        .expect("order-svc channel");
+    let (order_svc, orders) = start_order_svc(&db, None).await;
 
     let sim = wxpay_sim::bind(wxpay_sim::Config {
         addr: LOCAL_ANY_PORT.into(),
@@ -169,7 +190,7 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         .await
         .expect("pay-svc channel");
     Stack {
-        orders: OrderServiceClient::with_interceptor(order_channel, bearer()),
+        orders,
         pay: PayServiceClient::with_interceptor(pay_channel.clone(), bearer()),
         pay_channel,
         sim: SimClient::new(sim_url.clone()),
