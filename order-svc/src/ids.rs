@@ -5,7 +5,11 @@
 //! high bits and random low bits: time-ordered, 19 decimal digits until 2080, valid as a
 //! `bigint` and as the original `varchar(20)`. Nothing is coordinated between processes, so a
 //! collision is possible (about one in four million per millisecond); inserts use
-//! "insert if absent" and draw a new id when one happens.
+//! "insert if absent" and draw a new id when one happens. Within a process ids only grow, so
+//! log rows written in the same millisecond (or second, where `operate_time` keeps seconds
+//! only) list in the order they were written: `ListOrderLogs` sorts by time, then id.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
 
@@ -17,9 +21,24 @@ const RANDOM_MASK: u64 = (1 << RANDOM_BITS) - 1;
 /// How many fresh ids an insert tries before giving up on colliding ones.
 pub const MAX_ATTEMPTS: usize = 5;
 
-/// A new id for an order or a log row.
+/// The last id this process handed out.
+static LAST_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A new id for an order or a log row, greater than every id this process drew before.
 pub fn next_id() -> String {
-    id_at(Utc::now().timestamp_millis(), rand::random::<u64>()).to_string()
+    let drawn = id_at(Utc::now().timestamp_millis(), rand::random::<u64>());
+    above_last(&LAST_ID, drawn).to_string()
+}
+
+/// `drawn`, or the one after the last id handed out if that is greater (the same millisecond
+/// with smaller random bits, or a clock set back).
+fn above_last(last: &AtomicU64, drawn: u64) -> u64 {
+    let next = |last: u64| drawn.max(last + 1);
+    match last.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+        Some(next(last))
+    }) {
+        Ok(previous) | Err(previous) => next(previous),
+    }
 }
 
 fn id_at(unix_ms: i64, random: u64) -> u64 {
@@ -50,6 +69,20 @@ mod tests {
         let end = id_at(EPOCH_MS + (1 << 41) - 1, u64::MAX);
         assert!(i64::try_from(end).is_ok());
         assert!(end.to_string().len() <= 20);
+    }
+
+    #[test]
+    fn ids_of_one_millisecond_come_out_in_the_order_they_were_drawn() {
+        let last = AtomicU64::new(0);
+        let first = above_last(&last, id_at(MAY_2026_MS, 900));
+        let second = above_last(&last, id_at(MAY_2026_MS, 5));
+        let third = above_last(&last, id_at(MAY_2026_MS, 7));
+        assert!(first < second && second < third, "{first} {second} {third}");
+        // A later millisecond starts from its own time again.
+        let later = id_at(MAY_2026_MS + 1, 3);
+        assert_eq!(above_last(&last, later), later);
+        // A clock set back does not make ids go back.
+        assert!(above_last(&last, id_at(MAY_2026_MS - 1000, 0)) > later);
     }
 
     #[test]
