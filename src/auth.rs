@@ -26,9 +26,19 @@ pub enum AuthError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("GRPC_AUTH_TOKEN: must be at least {MIN_TOKEN_LEN} characters")]
+    #[error("GRPC_AUTH_TOKEN: {}", TokenShape::TooShort)]
     TooShort,
-    #[error("GRPC_AUTH_TOKEN: must be printable ASCII without spaces")]
+    #[error("GRPC_AUTH_TOKEN: {}", TokenShape::NotAscii)]
+    NotAscii,
+}
+
+/// What is wrong with a token's shape, without naming the setting that holds it: for a token
+/// under another name than GRPC_AUTH_TOKEN (pay-svc's ORDER_SVC_AUTH_TOKEN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenShape {
+    #[error("must be at least {MIN_TOKEN_LEN} characters")]
+    TooShort,
+    #[error("must be printable ASCII without spaces")]
     NotAscii,
 }
 
@@ -66,12 +76,20 @@ pub fn resolve_token(
 
 /// Checks a token's shape at start-up, so a bad one stops the service with a clear line.
 pub fn validate_token(token: &SecretString) -> Result<(), AuthError> {
+    check_token_shape(token).map_err(|shape| match shape {
+        TokenShape::TooShort => AuthError::TooShort,
+        TokenShape::NotAscii => AuthError::NotAscii,
+    })
+}
+
+/// [`validate_token`]'s rules, for a caller that names the setting itself.
+pub fn check_token_shape(token: &SecretString) -> Result<(), TokenShape> {
     let token = token.expose_secret();
     if token.len() < MIN_TOKEN_LEN {
-        return Err(AuthError::TooShort);
+        return Err(TokenShape::TooShort);
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AuthError::NotAscii);
+        return Err(TokenShape::NotAscii);
     }
     Ok(())
 }
@@ -196,6 +214,14 @@ mod tests {
             Err(AuthError::NotAscii)
         ));
         assert!(validate_token(&token("0123456789abcdef")).is_ok());
+        assert_eq!(
+            AuthError::TooShort.to_string(),
+            format!("GRPC_AUTH_TOKEN: must be at least {MIN_TOKEN_LEN} characters")
+        );
+        assert_eq!(
+            check_token_shape(&token("short")),
+            Err(TokenShape::TooShort)
+        );
     }
 
     #[test]

@@ -23,8 +23,11 @@ use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID, SimClient};
 
 use crate::procfs;
 
-/// The internal gRPC token of the benchmark stack (only ever on 127.0.0.1).
+/// The token the benchmark's gateway sends to pay-svc (only ever on 127.0.0.1).
 pub const GRPC_TOKEN: &str = "bench-grpc-token-0123456789abcdef";
+/// The token pay-svc (and the benchmark's own client) sends to order-svc: another one, as
+/// pay-svc requires.
+pub const ORDER_SVC_TOKEN: &str = "bench-order-svc-token-0123456789abcdef";
 /// How long a service may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -183,6 +186,7 @@ impl Stack {
             Ok(path)
         };
         let token = GRPC_TOKEN.to_owned();
+        let order_token = ORDER_SVC_TOKEN.to_owned();
 
         let mut sim = Service::spawn(
             "wxpay-sim",
@@ -195,7 +199,7 @@ impl Stack {
         let mut order_env = vec![
             ("ORDER_SVC_ADDR", order_addr.to_string()),
             ("DATABASE_URL", settings.database_url.clone()),
-            ("GRPC_AUTH_TOKEN", token.clone()),
+            ("GRPC_AUTH_TOKEN", order_token.clone()),
             // Free admin ports (here and for pay-svc), not the defaults 9101 and 9102: the tool
             // must run beside devstack or another run.
             ("METRICS_ADDR", order_metrics.to_string()),
@@ -230,6 +234,7 @@ impl Stack {
                     format!("http://{gateway_addr}/wxpay/notify"),
                 ),
                 ("GRPC_AUTH_TOKEN", token.clone()),
+                ("ORDER_SVC_AUTH_TOKEN", order_token.clone()),
                 // Reconciliation would query the unpaid seeded orders in the background and
                 // blur the orderquery count; the notification path is what is measured.
                 ("RECONCILE_INTERVAL_SECS", "0".into()),
@@ -276,7 +281,7 @@ impl Stack {
             .connect()
             .await
             .context("connecting to order-svc")?;
-        let auth = AttachBearer::new(Some(&SecretString::from(token)))?;
+        let auth = AttachBearer::new(Some(&SecretString::from(order_token)))?;
         let order_health = HealthClient::new(channel.clone());
         let order_client = OrderServiceClient::with_interceptor(channel, auth);
         // A call that needs the database and the token: NOT_FOUND proves both work.

@@ -1,7 +1,8 @@
 //! A whole deployment as separate processes: N order-svc over one database, N pay-svc
 //! (`ORDER_SVC_URL` = every order-svc), N gateways (`PAY_SVC_URL` = every pay-svc), one
-//! simulator playing WeChat Pay, and optionally a [`Balancer`] in front of the gateways. All
-//! internal gRPC calls carry one bearer token made up per cluster.
+//! simulator playing WeChat Pay, and optionally a [`Balancer`] in front of the gateways. The
+//! internal gRPC calls carry bearer tokens made up per cluster: one from the gateways to
+//! pay-svc, another from pay-svc to order-svc.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
@@ -98,7 +99,8 @@ pub struct Cluster {
     pub pay_svcs: Vec<Process>,
     pub gateways: Vec<Process>,
     pub balancer: Option<Balancer>,
-    token: String,
+    /// What order-svc requires (pay-svc's ORDER_SVC_AUTH_TOKEN).
+    order_svc_token: String,
     dir: Option<TempDir>,
 }
 
@@ -111,6 +113,10 @@ impl Cluster {
             .tempdir()
             .context("creating the log directory")?;
         let token = format!("cluster-tests-{}", hex::encode(rand::random::<[u8; 12]>()));
+        let order_svc_token = format!(
+            "cluster-tests-order-svc-{}",
+            hex::encode(rand::random::<[u8; 12]>())
+        );
         // Each service's port, plus an admin (`METRICS_ADDR`) port for every order-svc and
         // pay-svc: their fixed defaults would collide between replicas.
         let count = 1 + 2 * (config.order_svcs + config.pay_svcs) + config.gateways;
@@ -164,7 +170,7 @@ impl Cluster {
             env(
                 [
                     ("DATABASE_URL", config.database_url.as_str()),
-                    ("GRPC_AUTH_TOKEN", token.as_str()),
+                    ("GRPC_AUTH_TOKEN", order_svc_token.as_str()),
                 ],
                 &config.order_env,
             ),
@@ -186,6 +192,7 @@ impl Cluster {
                     ("WXPAY_API_BASE", sim_url.as_str()),
                     ("WXPAY_NOTIFY_URL", notify_url.as_str()),
                     ("GRPC_AUTH_TOKEN", token.as_str()),
+                    ("ORDER_SVC_AUTH_TOKEN", order_svc_token.as_str()),
                     ("RECONCILE_INTERVAL_SECS", "0"),
                 ],
                 &config.pay_env,
@@ -214,7 +221,7 @@ impl Cluster {
             pay_svcs,
             gateways,
             balancer,
-            token,
+            order_svc_token,
             dir: Some(dir),
         };
         let Cluster {
@@ -245,13 +252,13 @@ impl Cluster {
         SimClient::new(self.sim.url())
     }
 
-    /// A client of the `index`th order-svc carrying the bearer token.
+    /// A client of the `index`th order-svc carrying its bearer token.
     pub fn order_client(&self, index: usize) -> anyhow::Result<OrderClient> {
         let channel = Channel::from_shared(self.order_svcs[index].url())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))
             .connect_lazy();
-        let token = SecretString::from(self.token.clone());
+        let token = SecretString::from(self.order_svc_token.clone());
         Ok(OrderServiceClient::with_interceptor(
             channel,
             AttachBearer::new(Some(&token))?,

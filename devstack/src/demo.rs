@@ -143,9 +143,10 @@ pub async fn run(stack: &Stack) -> anyhow::Result<()> {
         );
     }
 
+    // These commands call order-svc: they carry its token, not the gateway's.
     let auth = stack
         .config
-        .grpc_auth_token
+        .order_svc_auth_token
         .as_ref()
         .map(|t| format!("-H 'authorization: Bearer {}' ", t.expose_secret()))
         .unwrap_or_default();

@@ -47,7 +47,8 @@ struct Args {
     /// sqlite://, postgres:// or mysql:// URL of the order database.
     #[arg(long, env = "DATABASE_URL", default_value = order_svc::config::DEFAULT_DATABASE_URL)]
     database_url: String,
-    /// The internal gRPC token every service uses (the README's grpcurl examples send it).
+    /// The token pay-svc requires and the gateway sends (the README's grpcurl examples send
+    /// it to pay-svc).
     #[arg(
         long,
         env = "GRPC_AUTH_TOKEN",
@@ -59,6 +60,19 @@ struct Args {
     /// Read GRPC_AUTH_TOKEN from this file instead.
     #[arg(long, env = "GRPC_AUTH_TOKEN_FILE")]
     grpc_auth_token_file: Option<PathBuf>,
+    /// The token order-svc requires and pay-svc sends; not GRPC_AUTH_TOKEN (the README's
+    /// grpcurl examples send it to order-svc).
+    #[arg(
+        long,
+        env = "ORDER_SVC_AUTH_TOKEN",
+        hide_env_values = true,
+        default_value = devstack::DEMO_ORDER_SVC_TOKEN,
+        value_parser = parse_secret
+    )]
+    order_svc_auth_token: SecretString,
+    /// Read ORDER_SVC_AUTH_TOKEN from this file instead.
+    #[arg(long, env = "ORDER_SVC_AUTH_TOKEN_FILE")]
+    order_svc_auth_token_file: Option<PathBuf>,
     /// The simulator's time scale for WeChat's retry schedule (1.0 = real time).
     #[arg(long, env = "SIM_TIME_SCALE", default_value_t = 1.0)]
     sim_time_scale: f64,
@@ -96,6 +110,15 @@ impl Args {
         {
             self.grpc_auth_token = token;
         }
+        if let Some(token) = paynotify::config::secret_from_file(
+            "ORDER_SVC_AUTH_TOKEN_FILE",
+            self.order_svc_auth_token_file.as_ref(),
+            None,
+        )
+        .map_err(|e| e.to_string())?
+        {
+            self.order_svc_auth_token = token;
+        }
         let key = self.api_key.expose_secret();
         if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(format!(
@@ -105,6 +128,15 @@ impl Args {
         }
         paynotify::auth::validate_token(&self.grpc_auth_token)
             .map_err(|e| format!("invalid setting {e}"))?;
+        paynotify::auth::check_token_shape(&self.order_svc_auth_token)
+            .map_err(|e| format!("invalid setting ORDER_SVC_AUTH_TOKEN: {e}"))?;
+        if self.order_svc_auth_token.expose_secret() == self.grpc_auth_token.expose_secret() {
+            return Err(
+                "invalid setting ORDER_SVC_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN: \
+                 the gateway's token would also open order-svc"
+                    .into(),
+            );
+        }
         if !(self.sim_time_scale.is_finite() && self.sim_time_scale > 0.0) {
             return Err("invalid setting SIM_TIME_SCALE: must be a number > 0".into());
         }
@@ -143,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
         api_base: args.api_base,
         notify_url: args.notify_url,
         grpc_auth_token: Some(args.grpc_auth_token),
+        order_svc_auth_token: Some(args.order_svc_auth_token),
         sim_time_scale: args.sim_time_scale,
         ..devstack::StackConfig::demo()
     };

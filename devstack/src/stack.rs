@@ -17,8 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use wxpay_sim::SimClient;
 
-/// The internal gRPC token devstack uses unless `GRPC_AUTH_TOKEN` says otherwise (see README).
+/// The token the gateway sends to pay-svc unless `GRPC_AUTH_TOKEN` says otherwise (see
+/// README).
 pub const DEMO_GRPC_TOKEN: &str = "devstack-demo-token-0123456789";
+/// The token pay-svc sends to order-svc unless `ORDER_SVC_AUTH_TOKEN` says otherwise: another
+/// one, so that the gateway's does not open order-svc.
+pub const DEMO_ORDER_SVC_TOKEN: &str = "devstack-order-svc-token-0123456789";
 
 /// The default ports, as in production: gateway 9010, pay-svc 50051 (metrics 9101),
 /// order-svc 50052 (metrics 9102), simulator 9020.
@@ -52,8 +56,12 @@ pub struct StackConfig {
     pub api_base: Option<String>,
     /// The notify_url sent to WeChat; `None` means this stack's gateway.
     pub notify_url: Option<String>,
-    /// `None` turns internal gRPC authentication off.
+    /// The token pay-svc requires from its callers; the gateway sends it. `None` turns
+    /// internal gRPC authentication off.
     pub grpc_auth_token: Option<SecretString>,
+    /// The token order-svc requires; pay-svc sends it. Another one than `grpc_auth_token`, so
+    /// that the gateway's token does not open order-svc.
+    pub order_svc_auth_token: Option<SecretString>,
     /// The simulator's time scale (1.0 = WeChat's real retry schedule).
     pub sim_time_scale: f64,
     /// pay-svc's reconciliation sweep interval in seconds (0 = off).
@@ -74,6 +82,7 @@ impl StackConfig {
             api_base: None,
             notify_url: None,
             grpc_auth_token: Some(DEMO_GRPC_TOKEN.to_owned().into()),
+            order_svc_auth_token: Some(DEMO_ORDER_SVC_TOKEN.to_owned().into()),
             sim_time_scale: 1.0,
             reconcile_interval_secs: 60,
             reconcile_min_age_secs: 300,
@@ -217,6 +226,7 @@ impl Stack {
                 .clone()
                 .unwrap_or_else(|| format!("http://{gateway}/wxpay/notify")),
             grpc_auth_token: config.grpc_auth_token.clone(),
+            order_svc_auth_token: config.order_svc_auth_token.clone(),
             reconcile_interval_secs: config.reconcile_interval_secs,
             reconcile_min_age_secs: config.reconcile_min_age_secs,
             metrics_addr: AdminAddr(Some(SocketAddr::from((
@@ -309,16 +319,16 @@ impl Stack {
         SimClient::new(format!("http://{}", self.sim))
     }
 
-    /// An order-svc client that carries the stack's token.
+    /// An order-svc client that carries order-svc's token (as pay-svc does).
     pub fn order_client(
         &self,
     ) -> anyhow::Result<OrderServiceClient<InterceptedService<Channel, AttachBearer>>> {
         let channel = Channel::from_shared(format!("http://{}", self.order_svc))?.connect_lazy();
-        let auth = AttachBearer::new(self.config.grpc_auth_token.as_ref())?;
+        let auth = AttachBearer::new(self.config.order_svc_auth_token.as_ref())?;
         Ok(OrderServiceClient::with_interceptor(channel, auth))
     }
 
-    /// A pay-svc client that carries the stack's token.
+    /// A pay-svc client that carries pay-svc's token (as the gateway does).
     pub fn pay_client(
         &self,
     ) -> anyhow::Result<PayServiceClient<InterceptedService<Channel, AttachBearer>>> {
@@ -338,7 +348,7 @@ async fn start_order_svc(
         order_svc::Config::for_database(&config.database_url).context("order-svc")?;
     order_config.listen_addr = SocketAddr::from(([127, 0, 0, 1], port));
     order_config.metrics_addr = AdminAddr(Some(SocketAddr::from(([127, 0, 0, 1], metrics_port))));
-    order_config.grpc_auth_token = config.grpc_auth_token.clone();
+    order_config.grpc_auth_token = config.order_svc_auth_token.clone();
     let server = order_svc::bind(order_config).await.context("order-svc")?;
     let addr = server.local_addr();
     let metrics = server

@@ -166,14 +166,23 @@ pub struct Config {
     #[arg(long, env = "PAID_CACHE_ENTRIES", default_value_t = 50_000)]
     pub paid_cache_entries: usize,
 
-    /// Bearer token for the internal gRPC calls: every PayService call must carry it, and
-    /// pay-svc sends it to order-svc. Required unless GRPC_ALLOW_UNAUTHENTICATED.
+    /// Bearer token every PayService call must carry (the gateway's GRPC_AUTH_TOKEN).
+    /// Required unless GRPC_ALLOW_UNAUTHENTICATED.
     #[arg(long, env = "GRPC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub grpc_auth_token: Option<SecretString>,
     /// Read GRPC_AUTH_TOKEN from this file instead.
     #[arg(long, env = "GRPC_AUTH_TOKEN_FILE")]
     pub grpc_auth_token_file: Option<PathBuf>,
-    /// Run without a token: every caller is trusted. Only on a trusted network.
+    /// Bearer token pay-svc sends to order-svc (order-svc's GRPC_AUTH_TOKEN). Required when
+    /// GRPC_AUTH_TOKEN is set, and different from it: the gateway holds GRPC_AUTH_TOKEN and
+    /// must not be able to call order-svc (MarkPaid) itself.
+    #[arg(long, env = "ORDER_SVC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub order_svc_auth_token: Option<SecretString>,
+    /// Read ORDER_SVC_AUTH_TOKEN from this file instead.
+    #[arg(long, env = "ORDER_SVC_AUTH_TOKEN_FILE")]
+    pub order_svc_auth_token_file: Option<PathBuf>,
+    /// Run without GRPC_AUTH_TOKEN: every caller is trusted, and order-svc gets
+    /// ORDER_SVC_AUTH_TOKEN only if it is set. Only on a trusted network.
     #[arg(
         long,
         env = "GRPC_ALLOW_UNAUTHENTICATED",
@@ -255,9 +264,9 @@ impl Config {
         Config::from_arg_matches(&command.try_get_matches_from(args)?)
     }
 
-    /// Replaces settings given as files (`WXPAY_API_KEY_FILE`, `GRPC_AUTH_TOKEN_FILE`) by the
-    /// files' contents, checks that a token is set unless authentication is turned off, and
-    /// that the `GRPC_TLS_*` files, when given, load.
+    /// Replaces settings given as files (`WXPAY_API_KEY_FILE`, `GRPC_AUTH_TOKEN_FILE`,
+    /// `ORDER_SVC_AUTH_TOKEN_FILE`) by the files' contents, checks that a token is set unless
+    /// authentication is turned off, and that the `GRPC_TLS_*` files, when given, load.
     pub fn resolve_secrets(mut self) -> anyhow::Result<Config> {
         self.server_tls()?;
         self.order_svc_tls()?;
@@ -277,6 +286,11 @@ impl Config {
             self.grpc_auth_token.as_ref(),
             self.grpc_auth_token_file.as_ref(),
             self.grpc_allow_unauthenticated,
+        )?;
+        self.order_svc_auth_token = paynotify::config::secret_from_file(
+            "ORDER_SVC_AUTH_TOKEN_FILE",
+            self.order_svc_auth_token_file.as_ref(),
+            self.order_svc_auth_token.take(),
         )?;
         Ok(self)
     }
@@ -356,6 +370,32 @@ impl Config {
                     "required (or GRPC_AUTH_TOKEN_FILE); set GRPC_ALLOW_UNAUTHENTICATED=true to run without authentication on a trusted network",
                 ));
             }
+        }
+        // The gateway faces the internet and holds GRPC_AUTH_TOKEN: were that also order-svc's
+        // token, whoever took the gateway over could call MarkPaid directly, past the
+        // signature check and orderquery.
+        match (&self.order_svc_auth_token, &self.grpc_auth_token) {
+            (Some(token), callers) => {
+                paynotify::auth::check_token_shape(token)
+                    .map_err(|e| invalid("ORDER_SVC_AUTH_TOKEN", e.to_string()))?;
+                if callers
+                    .as_ref()
+                    .is_some_and(|callers| callers.expose_secret() == token.expose_secret())
+                {
+                    return Err(invalid(
+                        "ORDER_SVC_AUTH_TOKEN",
+                        "must differ from GRPC_AUTH_TOKEN: the gateway's token would also open order-svc",
+                    ));
+                }
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "ORDER_SVC_AUTH_TOKEN",
+                    "required with GRPC_AUTH_TOKEN (or ORDER_SVC_AUTH_TOKEN_FILE): the token pay-svc sends to order-svc, different from GRPC_AUTH_TOKEN so that the gateway's token does not open order-svc",
+                ));
+            }
+            // pay-svc itself runs open (GRPC_ALLOW_UNAUTHENTICATED): its calls may too.
+            (None, None) => {}
         }
 
         if self.reconcile_interval_secs > 0 {
@@ -542,6 +582,7 @@ mod tests {
     use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID};
 
     const TOKEN: &str = "pay-svc-test-token-0123456789";
+    const ORDER_TOKEN: &str = "pay-svc-order-svc-token-0123456789";
 
     /// The flags naming the demo merchant.
     const DEMO_MERCHANT: [&str; 6] = [
@@ -553,7 +594,7 @@ mod tests {
         DEMO_API_KEY,
     ];
 
-    /// The defaults plus `args`, with the demo merchant and a valid token unless `args` set
+    /// The defaults plus `args`, with the demo merchant and valid tokens unless `args` set
     /// them.
     fn with(args: &[&str]) -> Config {
         let mut all = vec!["pay-svc"];
@@ -564,6 +605,9 @@ mod tests {
         }
         if !args.contains(&"--grpc-auth-token") {
             all.extend(["--grpc-auth-token", TOKEN]);
+        }
+        if !args.contains(&"--order-svc-auth-token") {
+            all.extend(["--order-svc-auth-token", ORDER_TOKEN]);
         }
         all.extend_from_slice(args);
         Config::from_args_without_env(all).unwrap()
@@ -577,6 +621,7 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains(DEMO_API_KEY));
         assert!(!debug.contains(TOKEN));
+        assert!(!debug.contains(ORDER_TOKEN));
     }
 
     #[test]
@@ -640,6 +685,101 @@ mod tests {
         let open = Config::from_args_without_env(args).unwrap();
         assert_eq!(open.validate(), Ok(()));
         assert!(open.resolve_secrets().unwrap().grpc_auth_token.is_none());
+    }
+
+    #[test]
+    fn order_svc_gets_its_own_token_not_the_callers() {
+        let err = Config::from_args_without_env(
+            ["pay-svc", "--grpc-auth-token", TOKEN]
+                .into_iter()
+                .chain(DEMO_MERCHANT),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.setting, "ORDER_SVC_AUTH_TOKEN");
+        assert!(err.problem.starts_with("required"), "{err}");
+
+        let err = with(&["--order-svc-auth-token", TOKEN])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "ORDER_SVC_AUTH_TOKEN");
+        assert_eq!(
+            err.problem,
+            "must differ from GRPC_AUTH_TOKEN: the gateway's token would also open order-svc"
+        );
+        assert!(!err.to_string().contains(TOKEN), "{err}");
+
+        // The opt-out changes nothing while pay-svc requires a token from its callers.
+        let err = with(&[
+            "--grpc-allow-unauthenticated",
+            "true",
+            "--order-svc-auth-token",
+            TOKEN,
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.setting, "ORDER_SVC_AUTH_TOKEN");
+
+        // Running open, pay-svc sends order-svc a token only when given one.
+        let open = |extra: &[&'static str]| {
+            let mut args = vec!["pay-svc", "--grpc-allow-unauthenticated", "true"];
+            args.extend(DEMO_MERCHANT);
+            args.extend_from_slice(extra);
+            Config::from_args_without_env(args)
+                .unwrap()
+                .resolve_secrets()
+                .unwrap()
+        };
+        let without = open(&[]);
+        assert_eq!(without.validate(), Ok(()));
+        assert!(without.order_svc_auth_token.is_none());
+        let with_token = open(&["--order-svc-auth-token", ORDER_TOKEN]);
+        assert_eq!(with_token.validate(), Ok(()));
+        assert_eq!(
+            with_token.order_svc_auth_token.unwrap().expose_secret(),
+            ORDER_TOKEN
+        );
+    }
+
+    #[test]
+    fn the_order_svc_token_can_come_from_a_file() {
+        let path = std::env::temp_dir().join(format!(
+            "pay-svc-order-token-{}",
+            paynotify::wxpay::time::nonce_str()
+        ));
+        std::fs::write(&path, "order-svc-token-from-a-file-0123\n").unwrap();
+        let file = path.to_str().unwrap();
+        let config = with(&["--order-svc-auth-token-file", file])
+            .resolve_secrets()
+            .unwrap();
+        assert_eq!(
+            config
+                .order_svc_auth_token
+                .as_ref()
+                .unwrap()
+                .expose_secret(),
+            "order-svc-token-from-a-file-0123"
+        );
+        assert_eq!(config.validate(), Ok(()));
+
+        // The file is checked like the setting: the same token as the callers' is refused.
+        std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+        let err = with(&["--order-svc-auth-token-file", file])
+            .resolve_secrets()
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "ORDER_SVC_AUTH_TOKEN");
+        std::fs::remove_file(&path).unwrap();
+
+        let err = with(&["--order-svc-auth-token-file", file])
+            .resolve_secrets()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("ORDER_SVC_AUTH_TOKEN_FILE: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -708,6 +848,11 @@ mod tests {
                 "RECONCILE_CLOSE_AFTER_SECS",
             ),
             (&["--grpc-auth-token", "short"], "GRPC_AUTH_TOKEN"),
+            (&["--order-svc-auth-token", "short"], "ORDER_SVC_AUTH_TOKEN"),
+            (
+                &["--order-svc-auth-token", "pay-svc-order-svc token"],
+                "ORDER_SVC_AUTH_TOKEN",
+            ),
         ];
         for (args, setting) in cases {
             let err = with(args).validate().unwrap_err();
@@ -797,6 +942,8 @@ mod tests {
             path.to_str().unwrap(),
             "--grpc-auth-token",
             TOKEN,
+            "--order-svc-auth-token",
+            ORDER_TOKEN,
         ])
         .unwrap()
         .resolve_secrets()

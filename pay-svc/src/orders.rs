@@ -67,8 +67,8 @@ pub enum MarkPaid {
 
 impl Orders {
     /// Channels that connect on first use, so pay-svc starts even when order-svc does not run
-    /// yet; `urls` is ORDER_SVC_URL's comma-separated list of replicas. Every call carries the
-    /// token (if any) and the current request id.
+    /// yet; `urls` is ORDER_SVC_URL's comma-separated list of replicas. Every call carries
+    /// `auth_token` (ORDER_SVC_AUTH_TOKEN, if any) and the current request id.
     pub fn connect_lazy(
         urls: &str,
         connect_timeout: Duration,

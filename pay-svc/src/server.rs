@@ -52,7 +52,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         Duration::from_millis(config.order_svc_connect_timeout_ms),
         Duration::from_millis(config.order_svc_timeout_ms),
         config.order_svc_retry(),
-        config.grpc_auth_token.as_ref(),
+        config.order_svc_auth_token.as_ref(),
         &config.order_svc_tls()?,
     )
     .with_context(|| format!("invalid ORDER_SVC_URL `{}`", config.order_svc_url))?;

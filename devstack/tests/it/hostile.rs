@@ -1,6 +1,12 @@
 //! Hostile bodies through the whole stack: FAIL, nothing changes, the gateway keeps serving.
+//! And a gateway taken over: its token does not open order-svc.
 
 use order_svc::testing::Backend;
+use paynotify::{
+    auth::AttachBearer,
+    proto::order::v1::{MarkPaidRequest, order_service_client::OrderServiceClient},
+};
+use tonic::transport::Channel;
 
 use crate::support::*;
 
@@ -36,4 +42,39 @@ async fn hostile_bodies_get_fail_and_change_nothing() {
 
     let (_, reply) = post(&stack, genuine).await;
     assert!(is_success(&reply), "{reply}");
+}
+
+/// Whoever takes the gateway over holds its token (pay-svc's GRPC_AUTH_TOKEN). order-svc
+/// refuses it, so MarkPaid cannot be called past pay-svc's signature check and orderquery;
+/// the genuine payment still goes gateway → pay-svc → order-svc, on pay-svc's own token.
+#[tokio::test]
+async fn the_gateways_token_cannot_mark_an_order_paid() {
+    let stack = start(Backend::Sqlite).await;
+    let order = new_order(&stack, 2_999).await;
+    let notification = paid_notification(&stack, &order).await;
+
+    let gateways_token = stack.config.grpc_auth_token.clone().unwrap();
+    let channel = Channel::from_shared(format!("http://{}", stack.order_svc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused = OrderServiceClient::with_interceptor(
+        channel,
+        AttachBearer::new(Some(&gateways_token)).unwrap(),
+    )
+    .mark_paid(MarkPaidRequest {
+        order_id: order.id.clone(),
+        transaction_id: notification.transaction_id.clone(),
+        amount_fen: order.pay_money,
+        time_end: "20240101120000".into(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert_untouched(&stack, &order.id).await;
+
+    let (_, reply) = post(&stack, sign(&notification)).await;
+    assert!(is_success(&reply), "{reply}");
+    assert_paid_once(&stack, &order.id, &notification.transaction_id).await;
 }

@@ -14,8 +14,10 @@ use serde_json::Value;
 
 use crate::support;
 
-/// The README's `$T`.
+/// The README's `$T`: pay-svc's token (the gateway's).
 const AUTH: &str = "authorization: Bearer devstack-demo-token-0123456789";
+/// The README's `$O`: order-svc's token (pay-svc's ORDER_SVC_AUTH_TOKEN).
+const ORDER_AUTH: &str = "authorization: Bearer devstack-order-svc-token-0123456789";
 const ORDER_SVC: &str = "127.0.0.1:50052";
 const PAY_SVC: &str = "127.0.0.1:50051";
 
@@ -65,6 +67,7 @@ impl Example {
             .iter()
             .map(|arg| match *arg {
                 AUTH => "-H \"$T\"".to_owned(),
+                ORDER_AUTH => "-H \"$O\"".to_owned(),
                 "-H" => String::new(),
                 a if a.starts_with('{') => format!("'{a}'"),
                 a => a.to_owned(),
@@ -204,12 +207,24 @@ async fn the_readme_grpcurl_examples_work_against_a_running_stack() {
     let (ok, _, stderr) = refused.run(o, p).await;
     assert!(!ok && stderr.contains("Code: Unauthenticated"), "{stderr}");
     readme.push(refused.readme());
+    // Nor does order-svc take pay-svc's token, the one the gateway holds.
+    let with_the_gateways_token = Example::new(&[
+        "-plaintext",
+        "-H",
+        AUTH,
+        "-d",
+        r#"{"id": "README-0001"}"#,
+        ORDER_SVC,
+        "order.v1.OrderService/GetOrder",
+    ]);
+    let (ok, _, stderr) = with_the_gateways_token.run(o, p).await;
+    assert!(!ok && stderr.contains("Code: Unauthenticated"), "{stderr}");
 
     // A payment by hand.
     let create = Example::new(&[
         "-plaintext",
         "-H",
-        AUTH,
+        ORDER_AUTH,
         "-d",
         r#"{"id": "README-0001", "pay_money": 2999, "username": "alice"}"#,
         ORDER_SVC,
@@ -270,7 +285,7 @@ async fn the_readme_grpcurl_examples_work_against_a_running_stack() {
     let get = Example::new(&[
         "-plaintext",
         "-H",
-        AUTH,
+        ORDER_AUTH,
         "-d",
         r#"{"id": "README-0001"}"#,
         ORDER_SVC,
@@ -285,7 +300,7 @@ async fn the_readme_grpcurl_examples_work_against_a_running_stack() {
     let logs = Example::new(&[
         "-plaintext",
         "-H",
-        AUTH,
+        ORDER_AUTH,
         "-d",
         r#"{"order_id": "README-0001"}"#,
         ORDER_SVC,
@@ -311,7 +326,7 @@ async fn the_readme_grpcurl_examples_work_against_a_running_stack() {
     assert_eq!(logs.json(o, p).await["logs"].as_array().unwrap().len(), 1);
 
     eprintln!(
-        "verified, as the README writes them:\nT='{AUTH}'\n{}",
+        "verified, as the README writes them:\nT='{AUTH}'\nO='{ORDER_AUTH}'\n{}",
         readme.join("\n")
     );
     stack.stack.shutdown().await.unwrap();

@@ -29,6 +29,8 @@ fn help_lists_every_setting_and_its_environment_variable() {
         "DATABASE_URL",
         "GRPC_AUTH_TOKEN",
         "GRPC_AUTH_TOKEN_FILE",
+        "ORDER_SVC_AUTH_TOKEN",
+        "ORDER_SVC_AUTH_TOKEN_FILE",
         "SIM_TIME_SCALE",
         "LOG_FORMAT",
         "CONFIG_FILE",
@@ -55,6 +57,20 @@ fn bad_settings_stop_the_start_naming_the_setting() {
             "WXPAY_API_KEY_FILE",
         ),
         (&[("GRPC_AUTH_TOKEN", "short")], "GRPC_AUTH_TOKEN"),
+        (&[("ORDER_SVC_AUTH_TOKEN", "short")], "ORDER_SVC_AUTH_TOKEN"),
+        (
+            &[("ORDER_SVC_AUTH_TOKEN_FILE", "/nonexistent/token")],
+            "ORDER_SVC_AUTH_TOKEN_FILE",
+        ),
+        // The gateway's token must not open order-svc.
+        (
+            &[("ORDER_SVC_AUTH_TOKEN", devstack::DEMO_GRPC_TOKEN)],
+            "invalid setting ORDER_SVC_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN",
+        ),
+        (
+            &[("GRPC_AUTH_TOKEN", devstack::DEMO_ORDER_SVC_TOKEN)],
+            "invalid setting ORDER_SVC_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN",
+        ),
         (&[("DATABASE_URL", "oracle://db")], "DATABASE_URL"),
         (
             &[("WXPAY_NOTIFY_URL", "pay.example.com/notify")],

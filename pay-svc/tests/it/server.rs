@@ -1,15 +1,17 @@
 //! What every pay-svc serves besides PayService: health (open, for probes) and the bearer
-//! token on the business calls when one is configured.
+//! token on the business calls when one is configured; and the token its callers hold does not
+//! open order-svc.
 
-use paynotify::proto::pay::v1::{
-    ConfirmPaymentRequest, NotifyOutcome, pay_service_client::PayServiceClient,
+use paynotify::proto::{
+    order::v1::{MarkPaidRequest, OrderState, order_service_client::OrderServiceClient},
+    pay::v1::{ConfirmPaymentRequest, NotifyOutcome, pay_service_client::PayServiceClient},
 };
-use tonic::metadata::MetadataValue;
+use tonic::{metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::support::{TOKEN, bounded, stack, stack_with};
+use crate::support::{TOKEN, bearer, bounded, paid_notification, signed, stack, stack_with};
 
 fn return_fail() -> ConfirmPaymentRequest {
     ConfirmPaymentRequest {
@@ -54,6 +56,45 @@ async fn business_calls_need_the_token_and_health_does_not() {
                 .into_inner();
             assert_eq!(status.status(), ServingStatus::Serving, "{service:?}");
         }
+    })
+    .await;
+}
+
+/// The gateway's token (pay-svc's GRPC_AUTH_TOKEN) is refused by order-svc: whoever holds it
+/// cannot mark an order paid directly, past the signature check and orderquery. The payment
+/// still goes through pay-svc, which calls order-svc with its own token.
+#[tokio::test]
+async fn the_callers_token_does_not_open_order_svc() {
+    bounded(async {
+        let mut s = stack().await;
+        let (order, transaction_id) = s.paid_at_wechat(2_999).await;
+
+        let order_svc = s.order_svc.as_ref().unwrap().endpoint();
+        let channel = Channel::from_shared(order_svc)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut as_the_gateway = OrderServiceClient::with_interceptor(channel, bearer(TOKEN));
+        let refused = as_the_gateway
+            .mark_paid(MarkPaidRequest {
+                order_id: order.id.clone(),
+                transaction_id: transaction_id.clone(),
+                amount_fen: order.pay_money,
+                time_end: "20240101120000".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        assert_eq!(s.order(&order.id).await.state(), OrderState::Unpaid);
+        assert!(s.logs(&order.id).await.is_empty());
+
+        let notification = paid_notification(&order.id, order.pay_money, &transaction_id);
+        let confirmed = s.confirm(signed(&notification)).await.unwrap();
+        assert_eq!(confirmed.outcome(), NotifyOutcome::Paid, "{confirmed:?}");
+        let paid = s.order(&order.id).await;
+        assert_eq!(paid.state(), OrderState::Paid, "{paid:?}");
+        assert_eq!(paid.transaction_id, transaction_id);
     })
     .await;
 }

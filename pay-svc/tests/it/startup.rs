@@ -10,6 +10,8 @@ use clap::CommandFactory;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_pay-svc");
 const TOKEN: &str = "pay-svc-startup-token-0123456789";
+/// What pay-svc sends to order-svc (ORDER_SVC_AUTH_TOKEN): never the callers' token.
+const ORDER_TOKEN: &str = "pay-svc-startup-order-svc-token-0123456789";
 /// pay-svc has no built-in merchant: every start is given one.
 const MERCHANT: [(&str, &str); 3] = [
     ("WXPAY_APPID", wxpay_sim::DEMO_APPID),
@@ -34,12 +36,33 @@ fn temp_file(name: &str, content: &str) -> PathBuf {
 #[test]
 fn help_lists_every_setting_and_its_environment_variable() {
     let help = binary::help_naming_every_variable(BINARY, &pay_svc::Config::command());
-    for setting in ["--config", "METRICS_ADDR", "WXPAY_API_KEY_PREVIOUS_FILE"] {
+    for setting in [
+        "--config",
+        "METRICS_ADDR",
+        "WXPAY_API_KEY_PREVIOUS_FILE",
+        "ORDER_SVC_AUTH_TOKEN",
+        "ORDER_SVC_AUTH_TOKEN_FILE",
+    ] {
         assert!(help.contains(setting), "{setting}:\n{help}");
     }
     assert!(
         !help.contains("T6m9iK73b0kn9g5v426MKfHQH7X8rKwb"),
         "the demo key is shown"
+    );
+
+    // Tokens in the environment stay out of the help text.
+    let output = run(
+        &["--help"],
+        &[
+            ("GRPC_AUTH_TOKEN", TOKEN),
+            ("ORDER_SVC_AUTH_TOKEN", ORDER_TOKEN),
+        ],
+    );
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("[env: ORDER_SVC_AUTH_TOKEN"), "{help}");
+    assert!(
+        !help.contains(TOKEN) && !help.contains(ORDER_TOKEN),
+        "{help}"
     );
 }
 
@@ -75,8 +98,13 @@ fn bad_settings_stop_the_start_naming_the_setting() {
         ),
     ];
     for (env, setting) in cases {
-        // The merchant first, so that a case's own value wins.
-        let env: Vec<_> = MERCHANT.iter().chain(env.iter()).copied().collect();
+        // The merchant and order-svc's token first, so that a case's own value wins.
+        let env: Vec<_> = MERCHANT
+            .iter()
+            .chain(&[("ORDER_SVC_AUTH_TOKEN", ORDER_TOKEN)])
+            .chain(env.iter())
+            .copied()
+            .collect();
         let output = run(&[], &env);
         let stderr = binary::assert_refused_naming(&output, setting, &format!("{env:?}"));
         assert!(
@@ -93,6 +121,64 @@ fn bad_settings_stop_the_start_naming_the_setting() {
     let stderr = binary::assert_refused_naming(&output, "`wxpay_app_id`", "unknown key");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     std::fs::remove_file(file).unwrap();
+}
+
+/// The gateway holds GRPC_AUTH_TOKEN; pay-svc must not start sending it on to order-svc,
+/// where it would let whoever took the gateway over call MarkPaid directly.
+#[test]
+fn the_order_svc_token_is_required_and_not_the_callers_token() {
+    fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = MERCHANT.to_vec();
+        env.push(("GRPC_AUTH_TOKEN", TOKEN));
+        env.extend_from_slice(extra);
+        env
+    }
+    let missing = run(&[], &with(&[]));
+    let stderr = binary::assert_refused_naming(
+        &missing,
+        "invalid setting ORDER_SVC_AUTH_TOKEN: required",
+        "no ORDER_SVC_AUTH_TOKEN",
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let same = run(&[], &with(&[("ORDER_SVC_AUTH_TOKEN", TOKEN)]));
+    let stderr = binary::assert_refused_naming(
+        &same,
+        "invalid setting ORDER_SVC_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN",
+        "the callers' token",
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+
+    // The same token through a file is caught too.
+    let file = temp_file("same-token", &format!("{TOKEN}\n"));
+    let same = run(
+        &[],
+        &with(&[("ORDER_SVC_AUTH_TOKEN_FILE", file.to_str().unwrap())]),
+    );
+    binary::assert_refused_naming(&same, "must differ from GRPC_AUTH_TOKEN", "file");
+    std::fs::remove_file(file).unwrap();
+
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("ORDER_SVC_AUTH_TOKEN", "short")],
+            "invalid setting ORDER_SVC_AUTH_TOKEN: must be at least 16 characters",
+        ),
+        (
+            &[("ORDER_SVC_AUTH_TOKEN_FILE", "/nonexistent/token")],
+            "ORDER_SVC_AUTH_TOKEN_FILE",
+        ),
+        // Waiving authentication does not waive order-svc's token while callers need one.
+        (
+            &[("GRPC_ALLOW_UNAUTHENTICATED", "true")],
+            "invalid setting ORDER_SVC_AUTH_TOKEN: required",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let output = run(&[], &with(extra));
+        let stderr = binary::assert_refused_naming(&output, expected, &format!("{extra:?}"));
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
 }
 
 #[test]
@@ -140,6 +226,7 @@ fn log_format_json_makes_json_lines() {
             ("METRICS_ADDR", "off"),
             ("RECONCILE_INTERVAL_SECS", "0"),
             ("GRPC_AUTH_TOKEN", TOKEN),
+            ("ORDER_SVC_AUTH_TOKEN", ORDER_TOKEN),
             ("LOG_FORMAT", "json"),
             MERCHANT[0],
             MERCHANT[1],
@@ -167,14 +254,21 @@ fn the_example_config_parses_into_a_valid_config() {
     );
     assert_eq!(config.reconcile_queries_per_sec, 5.0);
     assert!(config.wxpay_api_key_previous_file.is_none());
+    assert_ne!(
+        config.order_svc_auth_token_file, config.grpc_auth_token_file,
+        "two tokens, two files"
+    );
 
     // The secrets come from files; point them at real ones.
     let key = temp_file("key", "0123456789abcdefghijklmnopqrstuv\n");
     let token = temp_file("token", &format!("{TOKEN}\n"));
+    let order_token = temp_file("order-token", &format!("{ORDER_TOKEN}\n"));
     config.wxpay_api_key_file = Some(key.clone());
     config.grpc_auth_token_file = Some(token.clone());
+    config.order_svc_auth_token_file = Some(order_token.clone());
     let config = config.resolve_secrets().unwrap();
     assert_eq!(config.validate(), Ok(()));
     std::fs::remove_file(key).unwrap();
     std::fs::remove_file(token).unwrap();
+    std::fs::remove_file(order_token).unwrap();
 }

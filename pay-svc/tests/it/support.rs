@@ -26,15 +26,19 @@ use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID, Notification, SimClient};
 
 const LOCAL_ANY_PORT: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
 
-/// The internal bearer token of the test stack: order-svc requires it from pay-svc, pay-svc
-/// from the test (in the gateway's place).
+/// The bearer token pay-svc requires from its callers: the test holds it in the gateway's
+/// place (pay-svc's GRPC_AUTH_TOKEN).
 pub const TOKEN: &str = "stack-test-token-0123456789abcdef";
 
-/// A gRPC client that carries [`TOKEN`].
+/// The bearer token order-svc requires, which pay-svc sends (its ORDER_SVC_AUTH_TOKEN); the
+/// test holds it too, to create and read orders as the merchant's systems do.
+pub const ORDER_TOKEN: &str = "stack-test-order-svc-token-0123456789";
+
+/// A gRPC client that carries a bearer token.
 pub type Authed = InterceptedService<Channel, AttachBearer>;
 
-fn bearer() -> AttachBearer {
-    AttachBearer::new(Some(&SecretString::from(TOKEN))).expect("valid token")
+pub fn bearer(token: &str) -> AttachBearer {
+    AttachBearer::new(Some(&SecretString::from(token))).expect("valid token")
 }
 
 /// Every test ends within this, or fails.
@@ -102,14 +106,14 @@ pub struct Stack {
     _db: TestDatabase,
 }
 
-/// A real order-svc on `database`, requiring [`TOKEN`], on `addr` (any free port when
+/// A real order-svc on `database`, requiring [`ORDER_TOKEN`], on `addr` (any free port when
 /// `None`), and a client for it.
 pub async fn start_order_svc(
     database: &TestDatabase,
     addr: Option<SocketAddr>,
 ) -> (TestServer, OrderServiceClient<Authed>) {
     let mut config = order_svc::Config::for_database(database.url()).expect("order-svc config");
-    config.grpc_auth_token = Some(SecretString::from(TOKEN));
+    config.grpc_auth_token = Some(SecretString::from(ORDER_TOKEN));
     if let Some(addr) = addr {
         config.listen_addr = addr;
     }
@@ -121,7 +125,7 @@ pub async fn start_order_svc(
         .expect("order-svc channel");
     (
         server,
-        OrderServiceClient::with_interceptor(channel, bearer()),
+        OrderServiceClient::with_interceptor(channel, bearer(ORDER_TOKEN)),
     )
 }
 
@@ -172,6 +176,7 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         wxpay_mch_id: DEMO_MCH_ID.into(),
         wxpay_api_key: DEMO_API_KEY.into(),
         grpc_auth_token: Some(SecretString::from(TOKEN)),
+        order_svc_auth_token: Some(SecretString::from(ORDER_TOKEN)),
         metrics_addr: paynotify::metrics::AdminAddr::any_local_port(),
         ..pay_svc::Config::default()
     };
@@ -191,7 +196,7 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         .expect("pay-svc channel");
     Stack {
         orders,
-        pay: PayServiceClient::with_interceptor(pay_channel.clone(), bearer()),
+        pay: PayServiceClient::with_interceptor(pay_channel.clone(), bearer(TOKEN)),
         pay_channel,
         sim: SimClient::new(sim_url.clone()),
         sim_url,

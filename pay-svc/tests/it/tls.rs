@@ -8,7 +8,6 @@ use std::{path::Path, process::Command, time::Duration};
 
 use order_svc::testing::{Backend, TestDatabase, TestServer};
 use paynotify::{
-    auth::AttachBearer,
     proto::{
         order::v1::{CreateOrderRequest, order_service_client::OrderServiceClient},
         pay::v1::{CreateNativePayRequest, pay_service_client::PayServiceClient},
@@ -19,7 +18,7 @@ use secrecy::SecretString;
 use tonic::transport::Channel;
 
 use crate::pki::TestPki;
-use crate::support::{TOKEN, bounded};
+use crate::support::{ORDER_TOKEN, TOKEN, bearer, bounded};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_pay-svc");
 
@@ -33,19 +32,15 @@ async fn tls_channel(url: String, tls: &ClientTls) -> Channel {
         .unwrap()
 }
 
-/// An in-process order-svc on SQLite that serves TLS with `pki`'s certificate and wants the
-/// bearer token. The database lives as long as the returned handle.
+/// An in-process order-svc on SQLite that serves TLS with `pki`'s certificate and wants
+/// [`ORDER_TOKEN`]. The database lives as long as the returned handle.
 async fn tls_order_svc(pki: &TestPki) -> (TestDatabase, TestServer) {
     let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
     let mut config = order_svc::Config::for_database(db.url()).unwrap();
-    config.grpc_auth_token = Some(SecretString::from(TOKEN));
+    config.grpc_auth_token = Some(SecretString::from(ORDER_TOKEN));
     config.grpc_tls = paynotify::tls::server_config(Some(&pki.cert), Some(&pki.key)).unwrap();
     let order_svc = TestServer::start_with(config).await.unwrap();
     (db, order_svc)
-}
-
-fn bearer() -> AttachBearer {
-    AttachBearer::new(Some(&SecretString::from(TOKEN))).unwrap()
 }
 
 #[tokio::test]
@@ -76,6 +71,7 @@ async fn both_hops_run_over_tls() {
             wxpay_mch_id: wxpay_sim::DEMO_MCH_ID.into(),
             wxpay_api_key: wxpay_sim::DEMO_API_KEY.into(),
             grpc_auth_token: Some(SecretString::from(TOKEN)),
+            order_svc_auth_token: Some(SecretString::from(ORDER_TOKEN)),
             grpc_tls_cert_file: Some(pki.cert.clone()),
             grpc_tls_key_file: Some(pki.key.clone()),
             grpc_tls_ca_file: Some(pki.ca.clone()),
@@ -91,7 +87,7 @@ async fn both_hops_run_over_tls() {
 
         let order = OrderServiceClient::with_interceptor(
             tls_channel(order_svc.endpoint(), &tls).await,
-            bearer(),
+            bearer(ORDER_TOKEN),
         )
         .create_order(CreateOrderRequest {
             pay_money: 2999,
@@ -104,8 +100,10 @@ async fn both_hops_run_over_tls() {
         .unwrap();
 
         // CreateNativePay reads the order from order-svc (over TLS) before asking "WeChat".
-        let mut pay_client =
-            PayServiceClient::with_interceptor(tls_channel(pay_url.clone(), &tls).await, bearer());
+        let mut pay_client = PayServiceClient::with_interceptor(
+            tls_channel(pay_url.clone(), &tls).await,
+            bearer(TOKEN),
+        );
         let created = pay_client
             .create_native_pay(CreateNativePayRequest {
                 out_trade_no: order.id.clone(),
@@ -121,7 +119,7 @@ async fn both_hops_run_over_tls() {
         let plaintext = format!("http://127.0.0.1:{}", pay_url.rsplit(':').next().unwrap());
         let refused = match Channel::from_shared(plaintext).unwrap().connect().await {
             Ok(channel) => {
-                let mut client = PayServiceClient::with_interceptor(channel, bearer());
+                let mut client = PayServiceClient::with_interceptor(channel, bearer(TOKEN));
                 let call = client.create_native_pay(CreateNativePayRequest {
                     out_trade_no: order.id.clone(),
                     ..Default::default()
@@ -156,7 +154,7 @@ async fn an_order_svc_whose_ca_is_not_trusted_is_unavailable() {
                 Duration::from_secs(1),
                 Duration::from_secs(5),
                 pay_svc::Config::default().order_svc_retry(),
-                Some(&SecretString::from(TOKEN)),
+                Some(&SecretString::from(ORDER_TOKEN)),
                 &ClientTls::load(Some(ca)).unwrap(),
             )
             .unwrap()
@@ -183,6 +181,7 @@ fn half_a_tls_setting_or_a_bad_file_stops_the_start_naming_it() {
         let output = Command::new(BINARY)
             .env_clear()
             .env("GRPC_AUTH_TOKEN", TOKEN)
+            .env("ORDER_SVC_AUTH_TOKEN", ORDER_TOKEN)
             .env("WXPAY_APPID", wxpay_sim::DEMO_APPID)
             .env("WXPAY_MCH_ID", wxpay_sim::DEMO_MCH_ID)
             .env("WXPAY_API_KEY", wxpay_sim::DEMO_API_KEY)
