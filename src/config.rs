@@ -7,7 +7,10 @@
 //! A key may be written as the flag (`database-url`), with underscores (`database_url`) or as
 //! the environment variable (`DATABASE_URL`). Unknown keys stop the start with their name.
 
-use std::{ffi::OsString, path::PathBuf};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+};
 
 use clap::{CommandFactory, Parser};
 
@@ -18,10 +21,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("--config: `{path}` is not valid TOML: {source}")]
+    /// Where and what, never the line itself (toml's `Display` of the error quotes it), for
+    /// the line may hold a secret.
+    #[error("--config: `{path}` is not valid TOML: line {line}, column {column}: {message}")]
     Parse {
         path: PathBuf,
-        source: toml::de::Error,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("--config: unknown setting `{key}` in `{path}` (see --help for the settings)")]
     UnknownKey { path: PathBuf, key: String },
@@ -120,10 +127,9 @@ fn flags_from_file<T: CommandFactory>(
         path: path.clone(),
         source,
     })?;
-    let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
-        path: path.clone(),
-        source,
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error| parse_error(path, &text, &error))?;
     let command = T::command();
     let mut flags = Vec::new();
     for (key, value) in table {
@@ -164,6 +170,24 @@ fn flags_from_file<T: CommandFactory>(
     }
     Ok(flags)
 }
+
+/// A TOML syntax error as [`ConfigError::Parse`]: the 1-based line and column of its start,
+/// and toml's message without the quoted source (the message names what was expected, from
+/// the grammar, not what was found).
+fn parse_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+    let at = error.span().map_or(0, |span| span.start).min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    ConfigError::Parse {
+        path: path.to_owned(),
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        message: crate::loggable(error.message(), MAX_MESSAGE_CHARS).into_owned(),
+    }
+}
+
+/// toml's messages are a line or two; a longer one is cut rather than trusted.
+const MAX_MESSAGE_CHARS: usize = 200;
 
 fn toml_value_text(value: &toml::Value) -> Option<String> {
     match value {
@@ -231,6 +255,49 @@ mod tests {
         // back to the default: what matters is that the file did not override it.
         assert_eq!(s.addr, "127.0.0.1:1");
         assert_eq!(s.limit, 8);
+    }
+
+    #[test]
+    fn a_syntax_error_is_placed_but_never_quoted() {
+        const SECRET: &str = "s3cr3t-t0ken-0123456789";
+        for text in [
+            // An unterminated string.
+            format!("addr = \"0.0.0.0:9\"\ntoken = \"{SECRET}\n"),
+            // A bare word where a value belongs.
+            format!("addr = \"0.0.0.0:9\"\n\ntoken = {SECRET}\n"),
+            // An invalid escape inside the secret.
+            format!("token = \"{SECRET}\\q{SECRET}\"\n"),
+            // A missing `=`, after some non-ASCII.
+            format!("# 配置\ntoken \"{SECRET}\"\n"),
+        ] {
+            // Where toml itself places the error, in the first line of the text it would
+            // print (the next ones quote the line).
+            let toml_says = text.parse::<toml::Table>().unwrap_err().to_string();
+            assert!(toml_says.contains(SECRET), "{toml_says}");
+            let position = toml_says
+                .lines()
+                .next()
+                .and_then(|line| line.strip_prefix("TOML parse error at "))
+                .unwrap()
+                .to_owned();
+
+            let path = file(&text);
+            let error = load_from::<Settings, _>(
+                args(&["app", "--config", &path.to_string_lossy()]),
+                |_| false,
+            )
+            .unwrap_err();
+            let shown = error.to_string();
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(!shown.contains('\n'), "{shown}");
+            assert!(
+                shown.starts_with(&format!(
+                    "--config: `{}` is not valid TOML: {position}: ",
+                    path.display()
+                )),
+                "{text:?}: {shown}"
+            );
+        }
     }
 
     #[test]

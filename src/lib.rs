@@ -8,12 +8,16 @@
 //! - [`replicas`]: calls spread over several replicas of a downstream service.
 //! - [`unary_body`]: request bodies that end with their last message (one frame less a call).
 //! - [`tls`]: optional TLS on the internal gRPC hops (server identity, client trust).
-//! - [`runtime`]: telemetry, shutdown signal, gRPC reflection: what every service shares.
+//! - [`runtime`]: telemetry, shutdown signal, gRPC health and reflection: what every service
+//!   shares.
+//! - [`grpc_server`]: the limits every gRPC server holds its callers to, and the request id
+//!   as a span shows it.
 //! - [`error_chain`]: an error and its sources on one line, for logs.
 //! - [`loggable`]: text from outside, bounded and escaped for a log line.
 
 pub mod auth;
 pub mod config;
+pub mod grpc_server;
 pub mod metrics;
 pub mod proto;
 pub mod replicas;

@@ -3,7 +3,8 @@
 //! skipped (and avoided for a moment) instead of waited on.
 //!
 //! `https://` addresses are dialled over TLS, trusting what the given [`ClientTls`] trusts;
-//! `http://` ones in plaintext.
+//! `http://` ones in plaintext, where the bearer token travels readable: the caller, which
+//! knows the token, says so at start with [`warn_if_token_in_cleartext`].
 //!
 //! Failing over is only safe because every call that goes through here is idempotent
 //! (`ConfirmPayment`, `MarkPaid`, reads); the caller decides what it sends. That includes a
@@ -16,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use secrecy::SecretString;
 use tonic::{Code, Status, transport::Endpoint};
 
 use crate::tls::ClientTls;
@@ -196,6 +198,60 @@ impl Replicas {
     }
 }
 
+/// Logs a WARN at start for every address of `urls` (the setting `setting`) to which `token`
+/// would be sent in cleartext: an `http://` address on another host, where anyone on the path
+/// can read the token and call the service. Loopback (the devstack, tests, a sidecar) is
+/// spared. The token itself is never logged.
+pub fn warn_if_token_in_cleartext<'a>(
+    setting: &'static str,
+    urls: impl IntoIterator<Item = &'a str>,
+    token: Option<&SecretString>,
+) {
+    if token.is_none() {
+        return;
+    }
+    for url in urls.into_iter().map(str::trim) {
+        if sends_in_cleartext_off_host(url) {
+            tracing::warn!(
+                event = "grpc.token_in_cleartext",
+                setting,
+                url,
+                "the bearer token goes to this address unencrypted (http:// to another host), readable on the way; use https:// (docs/DEPLOYMENT.md)"
+            );
+        }
+    }
+}
+
+/// `url` is `http://` to a host other than loopback. What does not parse is left to
+/// [`Replicas::connect_lazy`] to refuse.
+fn sends_in_cleartext_off_host(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    if !uri
+        .scheme_str()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http"))
+    {
+        return false;
+    }
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|ip| ip.is_loopback())
+        }
+        Ok(ip) => ip.is_loopback(),
+        // RFC 6761: `localhost` and the names under it resolve to loopback.
+        Err(_) => {
+            let host = host.trim_end_matches('.').to_ascii_lowercase();
+            host == "localhost" || host.ends_with(".localhost")
+        }
+    };
+    !loopback
+}
+
 /// UNAVAILABLE (unless the replica said a dependency of its own failed, [`DEPENDENCY_FAILED`]),
 /// or the local transport failing under the call: tonic reports a connection that broke
 /// mid-request (a replica killed while serving it) as UNKNOWN with the transport error as its
@@ -216,6 +272,32 @@ mod tests {
     use tonic::metadata::MetadataValue;
 
     use super::*;
+
+    #[test]
+    fn only_plain_http_to_another_host_exposes_the_token() {
+        for url in [
+            "http://pay-svc.internal:50051",
+            "http://10.0.0.7:50051",
+            "HTTP://pay-svc:50051",
+            "http://[2001:db8::1]:50051",
+            "http://localhost.example.com:50051",
+        ] {
+            assert!(sends_in_cleartext_off_host(url), "{url}");
+        }
+        for url in [
+            "https://pay-svc.internal:50051",
+            "http://127.0.0.1:50051",
+            "http://127.1.2.3:50051",
+            "http://[::1]:50051",
+            "http://[::ffff:127.0.0.1]:50051",
+            "http://localhost:50051",
+            "http://LOCALHOST.:50051",
+            "http://pay-svc.localhost:50051",
+            "not a url",
+        ] {
+            assert!(!sends_in_cleartext_off_host(url), "{url}");
+        }
+    }
 
     #[test]
     fn unavailable_fails_over_unless_a_dependency_failed() {

@@ -1,9 +1,12 @@
 //! What every service binary and in-process server shares: telemetry set-up, the shutdown
-//! signal, and the standard gRPC extras (reflection for grpcurl, health for probes).
+//! signal, and the standard gRPC extras (reflection for grpcurl, health for probes), held to
+//! [`crate::grpc_server::MAX_DECODING_MESSAGE_SIZE`] like the services beside them.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::grpc_server::MAX_DECODING_MESSAGE_SIZE;
 
 /// Log line format, chosen by `LOG_FORMAT` (`text` or `json`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -54,6 +57,16 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// The health service (`grpc.health.v1.Health`) and the reporter that sets its statuses.
+pub fn health_reporter() -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let service = service.max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
+    (reporter, service)
+}
+
 /// Server reflection in both protocol versions: grpcurl 1.8 asks `v1alpha`, newer tools `v1`.
 pub fn reflection_services() -> Result<
     (
@@ -69,10 +82,12 @@ pub fn reflection_services() -> Result<
     let v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+        .build_v1()?
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
     let v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+        .build_v1alpha()?
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
     Ok((v1, v1alpha))
 }

@@ -106,12 +106,13 @@ impl Config {
         Duration::from_millis(self.upstream_timeout_ms)
     }
 
-    /// Replaces GRPC_AUTH_TOKEN by GRPC_AUTH_TOKEN_FILE's content, when a file is given, and
-    /// checks that GRPC_TLS_CA_FILE, when given, holds certificates.
+    /// Replaces GRPC_AUTH_TOKEN by GRPC_AUTH_TOKEN_FILE's content, when a file is given (the
+    /// file is read once, here: the setting is cleared), and checks that GRPC_TLS_CA_FILE,
+    /// when given, holds certificates.
     pub fn resolve_secrets(mut self) -> Result<Config, ConfigError> {
         self.pay_svc_tls()?;
-        if let Some(path) = &self.grpc_auth_token_file {
-            let token = std::fs::read_to_string(path).map_err(|e| {
+        if let Some(path) = self.grpc_auth_token_file.take() {
+            let token = std::fs::read_to_string(&path).map_err(|e| {
                 invalid(
                     "GRPC_AUTH_TOKEN_FILE",
                     format!("cannot read `{}`: {e}", path.display()),

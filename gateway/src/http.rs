@@ -61,14 +61,17 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
 
 /// Like [`bind`], on a listener bound beforehand: an in-process stack needs the gateway's
 /// address (pay-svc's notify_url) before pay-svc exists, and the gateway needs pay-svc's.
+///
+/// The token sent to pay-svc is `config.grpc_auth_token` as [`Config::resolve_secrets`] and
+/// [`Config::validate`] left it: GRPC_AUTH_TOKEN_FILE is not read again (what it holds now
+/// may not be what was checked).
 pub fn serve_on(listener: TcpListener, config: Config) -> anyhow::Result<Server> {
+    anyhow::ensure!(
+        config.grpc_auth_token_file.is_none(),
+        "GRPC_AUTH_TOKEN_FILE is set but was not read: call Config::resolve_secrets first"
+    );
     let pay_svc = pay_client::connect(&config)?;
-    let token = paynotify::config::secret_from_file(
-        "GRPC_AUTH_TOKEN_FILE",
-        config.grpc_auth_token_file.as_ref(),
-        config.grpc_auth_token.clone(),
-    )?;
-    let auth = AttachBearer::new(token.as_ref())?;
+    let auth = AttachBearer::new(config.grpc_auth_token.as_ref())?;
     metrics::register();
     Ok(Server {
         listener,

@@ -14,6 +14,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Lazily connected channels to every configured pay-svc replica.
 pub fn connect(config: &Config) -> anyhow::Result<Replicas> {
     let tls = config.pay_svc_tls()?;
+    paynotify::replicas::warn_if_token_in_cleartext(
+        "PAY_SVC_URL",
+        config.pay_svc_urls.iter().map(String::as_str),
+        config.grpc_auth_token.as_ref(),
+    );
     Ok(Replicas::connect_lazy(
         "PAY_SVC_URL",
         &config.pay_svc_urls,

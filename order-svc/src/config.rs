@@ -24,8 +24,13 @@ pub struct Args {
     pub addr: SocketAddr,
 
     /// sqlite://, postgres:// or mysql:// URL of the order database.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_DATABASE_URL
+    )]
+    pub database_url: DatabaseUrl,
 
     /// Pool size; defaults to 4 for SQLite (one writer at a time anyway) and 10 otherwise.
     #[arg(long, env = "DB_MAX_CONNECTIONS")]
@@ -84,6 +89,43 @@ fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value))
 }
 
+/// The database URL, which may carry the database password: `Debug` and `Display` show it
+/// without ([`crate::db::redact`]), so a config printed whole or a log line that names the
+/// database never holds the password. [`DatabaseUrl::expose`] gives the URL itself, to connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as configured, password included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        DatabaseUrl(url.to_owned())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::db::redact(&self.0))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&crate::db::redact(&self.0), f)
+    }
+}
+
 /// What to do with the schema at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaMode {
@@ -97,7 +139,7 @@ pub enum SchemaMode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub schema: SchemaMode,
@@ -120,8 +162,8 @@ impl Config {
     /// The defaults for `database_url`, listening on an ephemeral localhost port and with a
     /// short shutdown grace: what tests and devstack want.
     pub fn for_database(database_url: impl Into<String>) -> anyhow::Result<Self> {
-        let database_url = database_url.into();
-        let backend = backend_of(&database_url)?;
+        let database_url = DatabaseUrl(database_url.into());
+        let backend = backend_of(database_url.expose())?;
         Ok(Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_connections: default_max_connections(backend),
@@ -139,7 +181,7 @@ impl Config {
     /// Which database engine `database_url` names.
     pub fn backend(&self) -> DbBackend {
         // Validated when the Config was built; SQLite only as a harmless fallback.
-        backend_of(&self.database_url).unwrap_or(DbBackend::Sqlite)
+        backend_of(self.database_url.expose()).unwrap_or(DbBackend::Sqlite)
     }
 }
 
@@ -147,7 +189,7 @@ impl TryFrom<Args> for Config {
     type Error = anyhow::Error;
 
     fn try_from(args: Args) -> anyhow::Result<Self> {
-        let backend = backend_of(&args.database_url)?;
+        let backend = backend_of(args.database_url.expose())?;
         let max_connections = args
             .db_max_connections
             .unwrap_or_else(|| default_max_connections(backend));
@@ -249,6 +291,26 @@ mod tests {
         ])?;
         assert_eq!(config.backend(), DbBackend::MySql);
         assert_eq!(config.max_connections, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn debug_shows_the_database_without_its_password() -> anyhow::Result<()> {
+        let url = "postgres://orders:pg-s3cret@db.internal:5432/orders?password=pg-s3cret";
+        let args = Args::try_parse_from([
+            "order-svc",
+            "--grpc-auth-token",
+            "order-svc-test-token-0123",
+            "--database-url",
+            url,
+        ])?;
+        let config = Config::try_from(args.clone())?;
+        assert_eq!(config.database_url.expose(), url);
+        for debug in [format!("{args:?}"), format!("{config:?}")] {
+            assert!(!debug.contains("pg-s3cret"), "{debug}");
+            assert!(!debug.contains("order-svc-test-token"), "{debug}");
+            assert!(debug.contains("db.internal:5432/orders"), "{debug}");
+        }
         Ok(())
     }
 

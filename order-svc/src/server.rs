@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use paynotify::auth::RequireBearer;
+use paynotify::grpc_server;
 use paynotify::metrics::{AdminServer, GrpcMetricsLayer};
 use paynotify::proto::order::v1::order_service_server::OrderServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -24,8 +26,6 @@ use crate::store::OrderStore;
 
 /// How often the database is pinged to keep the health status honest.
 const DB_PROBE_INTERVAL: Duration = Duration::from_secs(5);
-/// The gateway's request id, carried through gRPC metadata into every span.
-const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A bound, not yet serving order-svc.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
     crate::metrics::register();
     tracing::info!(
         %local_addr,
-        database = %db::redact(&config.database_url),
+        database = %config.database_url,
         schema = ?config.schema,
         tls = config.grpc_tls.is_some(),
         "order-svc bound"
@@ -87,7 +87,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let (health, health_service) = paynotify::runtime::health_reporter();
         // Migrations ran (or the schema was verified) in `bind`.
         health.set_serving::<OrderServiceServer<OrderApi>>().await;
         let probe = tokio::spawn(probe_database(self.db.clone(), health.clone()));
@@ -121,7 +121,7 @@ impl Server {
         let (reflection_v1, reflection_v1alpha) = paynotify::runtime::reflection_services()?;
         let api = OrderApi::new(OrderStore::new(self.db.clone()));
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let mut builder = tonic::transport::Server::builder();
+        let mut builder = grpc_server::limits(tonic::transport::Server::builder());
         if let Some(tls) = self.tls {
             builder = builder
                 .tls_config(tls)
@@ -129,18 +129,19 @@ impl Server {
         }
         let serve = builder
             .trace_fn(|request| {
-                let request_id = request
-                    .headers()
-                    .get(REQUEST_ID_HEADER)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("grpc", path = %request.uri().path(), request_id)
+                // The id comes from the caller, who may be anyone: bounded and escaped.
+                let request_id = grpc_server::request_id(request.headers());
+                tracing::info_span!("grpc", path = %request.uri().path(), request_id = &*request_id)
             })
             .layer(GrpcMetricsLayer::new(crate::metrics::GRPC_METHODS))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(OrderServiceServer::with_interceptor(api, self.auth))
+            .add_service(InterceptedService::new(
+                OrderServiceServer::new(api)
+                    .max_decoding_message_size(grpc_server::MAX_DECODING_MESSAGE_SIZE),
+                self.auth,
+            ))
             .serve_with_incoming_shutdown(incoming, draining);
         let served = tokio::select! {
             served = serve => served,

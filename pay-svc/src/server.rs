@@ -14,7 +14,10 @@ use paynotify::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{ServerTlsConfig, server::TcpIncoming};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{ServerTlsConfig, server::TcpIncoming},
+};
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -47,6 +50,11 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
     let wechat = WechatClient::new(config.wechat_client_config())
         .and_then(|client| Wechat::new(client, config.wxpay_api_key_previous.clone()))
         .context("building the WeChat Pay client")?;
+    paynotify::replicas::warn_if_token_in_cleartext(
+        "ORDER_SVC_URL",
+        config.order_svc_url.split(','),
+        config.order_svc_auth_token.as_ref(),
+    );
     let orders = Orders::connect_lazy(
         &config.order_svc_url,
         Duration::from_millis(config.order_svc_connect_timeout_ms),
@@ -118,7 +126,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let (health, health_service) = paynotify::runtime::health_reporter();
         health.set_serving::<PayServiceServer<PayGrpc>>().await;
         let (reflection_v1, reflection_v1alpha) =
             paynotify::runtime::reflection_services().context("building gRPC reflection")?;
@@ -162,7 +170,7 @@ impl Server {
         };
 
         tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "pay-svc listening");
-        let mut builder = tonic::transport::Server::builder();
+        let mut builder = paynotify::grpc_server::limits(tonic::transport::Server::builder());
         if let Some(tls) = self.tls {
             builder = builder
                 .tls_config(tls)
@@ -170,12 +178,9 @@ impl Server {
         }
         let served = builder
             .trace_fn(|request| {
-                let request_id = request
-                    .headers()
-                    .get(crate::request_id::HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("grpc", method = %request.uri().path(), request_id)
+                // The id comes from the caller, who may be anyone: bounded and escaped.
+                let request_id = paynotify::grpc_server::request_id(request.headers());
+                tracing::info_span!("grpc", method = %request.uri().path(), request_id = &*request_id)
             })
             .layer(GrpcMetricsLayer::new(crate::metrics::GRPC_METHODS))
             .add_service(health_service)
@@ -183,7 +188,11 @@ impl Server {
             .add_service(reflection_v1alpha)
             // Health and reflection stay open for probes and grpcurl; the business calls
             // need the token when one is configured.
-            .add_service(PayServiceServer::with_interceptor(self.service, self.auth))
+            .add_service(InterceptedService::new(
+                PayServiceServer::new(self.service)
+                    .max_decoding_message_size(paynotify::grpc_server::MAX_DECODING_MESSAGE_SIZE),
+                self.auth,
+            ))
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 draining,

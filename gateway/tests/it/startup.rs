@@ -128,3 +128,47 @@ fn the_example_config_parses_into_a_valid_config() {
     assert_eq!(config.validate(), Ok(()));
     std::fs::remove_file(token).unwrap();
 }
+
+#[test]
+fn a_token_sent_in_cleartext_to_another_host_is_warned_about() {
+    let line = binary::first_stdout_line(
+        BINARY,
+        &[
+            ("GATEWAY_ADDR", "127.0.0.1:0"),
+            ("GRPC_AUTH_TOKEN", TOKEN),
+            (
+                "PAY_SVC_URL",
+                "http://127.0.0.1:50051,http://pay-svc.internal:50051",
+            ),
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(line.contains("WARN"), "{line:?}");
+    assert!(line.contains("grpc.token_in_cleartext"), "{line:?}");
+    assert!(line.contains("http://pay-svc.internal:50051"), "{line:?}");
+    assert!(!line.contains("127.0.0.1:50051"), "{line:?}");
+    assert!(!line.contains(TOKEN), "{line:?}");
+}
+
+#[tokio::test]
+async fn the_token_file_is_read_once_the_token_checked_is_the_token_sent() {
+    let token = std::env::temp_dir().join(format!("gateway-read-once-{}", std::process::id()));
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let mut config = gateway::Config::for_pay_svc("http://127.0.0.1:50051");
+    config.grpc_auth_token_file = Some(token.clone());
+
+    // A config whose file was never read is refused rather than served without its token.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let unresolved = gateway::serve_on(listener, config.clone()).err().unwrap();
+    assert!(
+        unresolved.to_string().contains("resolve_secrets"),
+        "{unresolved}"
+    );
+
+    let config = config.resolve_secrets().unwrap();
+    assert_eq!(config.validate(), Ok(()));
+    // What the file holds after the check no longer matters: it is not read again.
+    std::fs::remove_file(&token).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    assert!(gateway::serve_on(listener, config).is_ok());
+}

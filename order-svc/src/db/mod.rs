@@ -24,9 +24,9 @@ const POOL_PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 /// Opens the connection pool for `config.database_url`.
 pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     if config.backend() == DbBackend::Sqlite {
-        create_sqlite_parent_dir(&config.database_url)?;
+        create_sqlite_parent_dir(config.database_url.expose())?;
     }
-    let mut options = ConnectOptions::new(config.database_url.clone());
+    let mut options = ConnectOptions::new(config.database_url.expose());
     options
         .max_connections(config.max_connections)
         .min_connections(0)
@@ -48,7 +48,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
         });
     Database::connect(options)
         .await
-        .with_context(|| format!("connecting to {}", redact(&config.database_url)))
+        .with_context(|| format!("connecting to {}", config.database_url))
 }
 
 /// Migrates or verifies the schema according to `mode`.
@@ -75,19 +75,68 @@ fn create_sqlite_parent_dir(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The URL without its password, for messages.
+/// What [`redact`] shows of a URL it cannot take apart safely.
+pub const UNPARSEABLE: &str = "<unparseable DATABASE_URL>";
+
+/// The URL without its password, for messages: the password of `user:password@` and the value
+/// of any query parameter whose name suggests a secret (`password`, libpq's `sslpassword`,
+/// ...) become `***`; everything else is shown as it is configured. A URL that does not parse
+/// cleanly is shown as [`UNPARSEABLE`]: a password holding an unencoded `/`, `?` or `#` ends
+/// the host early, and then no part of the text can be known to be free of it.
 pub fn redact(database_url: &str) -> String {
-    let Some((scheme, rest)) = database_url.split_once("://") else {
-        return database_url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return database_url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => database_url.to_owned(),
+    // sqlx reads a SQLite URL as a path and a query, not as a URL with a host, and it carries
+    // no password: shown as it is, but for a query parameter named like a secret.
+    if database_url.starts_with("sqlite:") {
+        return match database_url.split_once('?') {
+            Some((path, query)) => format!("{path}?{}", redact_query(query)),
+            None => database_url.to_owned(),
+        };
     }
+    let Ok(mut url) = url::Url::parse(database_url) else {
+        return UNPARSEABLE.to_owned();
+    };
+    if url.cannot_be_a_base() {
+        // `postgres:whatever`: no `//host`, so no telling what the rest is.
+        return UNPARSEABLE.to_owned();
+    }
+    // Where the text after the host holds an `@`, or anything follows a `#`, a password with
+    // an unencoded `/`, `?` or `#` was cut short and its rest is in there
+    // (`postgres://app:12/x@db/orders` parses as host `app`, port 12, path `/x@db/orders`).
+    let after_host = [Some(url.path()), url.query()];
+    if url.fragment().is_some() || after_host.iter().flatten().any(|part| part.contains('@')) {
+        return UNPARSEABLE.to_owned();
+    }
+    if url.password().is_some() && url.set_password(Some("***")).is_err() {
+        return UNPARSEABLE.to_owned();
+    }
+    if let Some(query) = url.query().map(redact_query) {
+        url.set_query(Some(&query));
+    }
+    url.into()
+}
+
+/// `query` (`a=1&password=x`) with the value of every parameter named like a secret replaced
+/// by `***`; the rest as it is.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = url::form_urlencoded::parse(name.as_bytes())
+                .next()
+                .map(|(name, _)| name.to_ascii_lowercase())
+                .unwrap_or_default();
+            let secret = ["pass", "pwd", "secret", "token", "credential"]
+                .iter()
+                .any(|word| decoded.contains(word));
+            if secret && !value.is_empty() {
+                format!("{name}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]
@@ -96,17 +145,98 @@ mod tests {
 
     #[test]
     fn redact_hides_only_the_password() {
+        for (url, shown) in [
+            (
+                "postgres://app:s3cret@db:5432/orders",
+                "postgres://app:***@db:5432/orders",
+            ),
+            (
+                "postgresql://app:s3cr%2Fet@db/orders?sslmode=require",
+                "postgresql://app:***@db/orders?sslmode=require",
+            ),
+            // An unencoded `@` in the password: the last one ends the user information.
+            (
+                "postgres://app:s3c@ret@db/orders",
+                "postgres://app:***@db/orders",
+            ),
+            (
+                "mysql://root@127.0.0.1:3306/x",
+                "mysql://root@127.0.0.1:3306/x",
+            ),
+            (
+                "mysql://root:s3cret@127.0.0.1:3306/x?ssl-mode=REQUIRED&timezone=%2B08:00",
+                "mysql://root:***@127.0.0.1:3306/x?ssl-mode=REQUIRED&timezone=%2B08:00",
+            ),
+            (
+                "postgres:///orders?host=/run/pg",
+                "postgres:///orders?host=/run/pg",
+            ),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn redact_hides_passwords_in_the_query() {
+        for (url, shown) in [
+            (
+                "postgres://app@db/orders?password=s3cret&sslmode=require",
+                "postgres://app@db/orders?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/orders?user=app&PassWord=s3cret",
+                "postgres://db/orders?user=app&PassWord=***",
+            ),
+            (
+                "postgres://db/orders?sslmode=verify-full&sslpassword=s3cret",
+                "postgres://db/orders?sslmode=verify-full&sslpassword=***",
+            ),
+            // A name percent-encoded still counts by what it decodes to.
+            (
+                "postgres://db/orders?pass%77ord=s3cret",
+                "postgres://db/orders?pass%77ord=***",
+            ),
+            (
+                "mysql://app:s3cret@db/orders?pwd=s3cret&auth_token=s3cret",
+                "mysql://app:***@db/orders?pwd=***&auth_token=***",
+            ),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_password_that_breaks_the_url_is_never_shown() {
+        for url in [
+            // `/` ends the host: `app:s3` is a host with a port that is not a number.
+            "postgres://app:s3/cret@db:5432/orders",
+            // ... or one that is, and the rest lands in the path.
+            "postgres://app:12/s3cret@db:5432/orders",
+            "mysql://app:12?s3cret@db/orders",
+            "postgres://app:12#s3cret@db/orders",
+            "postgres://app#s3cret:x@db/orders",
+            "postgres:s3cret",
+            "s3cret",
+            "",
+        ] {
+            assert_eq!(redact(url), UNPARSEABLE, "{url}");
+        }
+    }
+
+    #[test]
+    fn sqlite_urls_are_shown_as_they_are() {
+        for url in [
+            "sqlite://data/orders.db?mode=rwc",
+            "sqlite://./data/../orders.db?mode=rwc",
+            "sqlite:///var/lib/paynotify/orders.db",
+            "sqlite::memory:",
+            "sqlite://orders@home.db",
+        ] {
+            assert_eq!(redact(url), url);
+        }
         assert_eq!(
-            redact("postgres://app:s3cret@db:5432/orders"),
-            "postgres://app:***@db:5432/orders"
-        );
-        assert_eq!(
-            redact("mysql://root@127.0.0.1:3306/x"),
-            "mysql://root@127.0.0.1:3306/x"
-        );
-        assert_eq!(
-            redact("sqlite://data/orders.db?mode=rwc"),
-            "sqlite://data/orders.db?mode=rwc"
+            redact("sqlite://orders.db?mode=rwc&password=s3cret"),
+            "sqlite://orders.db?mode=rwc&password=***"
         );
     }
 

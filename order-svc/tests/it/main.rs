@@ -7,6 +7,7 @@ mod backends;
 mod auth;
 mod behaviour;
 mod lifecycle;
+mod limits;
 mod long_ids;
 mod multi_server;
 mod original_schema;

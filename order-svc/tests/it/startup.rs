@@ -33,6 +33,22 @@ fn help_lists_every_setting_and_its_environment_variable() {
 }
 
 #[test]
+fn help_hides_the_values_of_secret_settings() {
+    let password = "pg-s3cret-in-help";
+    let url = format!("postgres://orders:{password}@db.internal:5432/orders");
+    let output = run(
+        &["--help"],
+        &[("DATABASE_URL", url.as_str()), ("GRPC_AUTH_TOKEN", TOKEN)],
+    );
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("[env: DATABASE_URL"), "{help}");
+    assert!(help.contains("[env: GRPC_AUTH_TOKEN"), "{help}");
+    assert!(!help.contains(password), "{help}");
+    assert!(!help.contains(TOKEN), "{help}");
+}
+
+#[test]
 fn bad_settings_stop_the_start_naming_the_setting() {
     let token = ("GRPC_AUTH_TOKEN", TOKEN);
     let cases: &[(&[(&str, &str)], &str)] = &[
@@ -97,7 +113,7 @@ fn the_example_config_parses_into_a_valid_config() {
     let argv = ["order-svc", "--config", path.to_str().unwrap()].map(std::ffi::OsString::from);
     let mut args: order_svc::config::Args = paynotify::config::load_from(argv, |_| false).unwrap();
     assert_eq!(
-        args.database_url,
+        args.database_url.expose(),
         "postgres://orders@db.internal:5432/orders"
     );
     assert_eq!(args.metrics_addr.to_string(), "127.0.0.1:9102");

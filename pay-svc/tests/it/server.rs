@@ -170,3 +170,29 @@ async fn reflection_lists_the_services_in_both_versions() {
     })
     .await;
 }
+
+/// A ConfirmPayment larger than any notification the gateway can forward is refused before it
+/// is decoded, as is an oversized health Check (open to anyone); the connection serves on.
+#[tokio::test]
+async fn an_oversized_message_is_refused_and_the_connection_serves_on() {
+    bounded(async {
+        let mut s = stack().await;
+        let too_big = "x".repeat(paynotify::grpc_server::MAX_DECODING_MESSAGE_SIZE);
+        let oversized = ConfirmPaymentRequest {
+            fields: [("return_code".to_owned(), too_big.clone())].into(),
+        };
+        let refused = s.pay.confirm_payment(oversized).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+
+        let mut health = HealthClient::new(s.pay_channel.clone());
+        let refused = health
+            .check(HealthCheckRequest { service: too_big })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+
+        let answer = s.pay.confirm_payment(return_fail()).await.unwrap();
+        assert_eq!(answer.into_inner().outcome(), NotifyOutcome::ReturnFail);
+    })
+    .await;
+}
