@@ -57,7 +57,8 @@ pub struct StackConfig {
     /// The notify_url sent to WeChat; `None` means this stack's gateway.
     pub notify_url: Option<String>,
     /// The token pay-svc requires from its callers; the gateway sends it. `None` turns
-    /// internal gRPC authentication off.
+    /// internal gRPC authentication off on that hop (and, with `order_svc_auth_token` also
+    /// `None`, on the other).
     pub grpc_auth_token: Option<SecretString>,
     /// The token order-svc requires; pay-svc sends it. Another one than `grpc_auth_token`, so
     /// that the gateway's token does not open order-svc.
@@ -227,6 +228,7 @@ impl Stack {
                 .unwrap_or_else(|| format!("http://{gateway}/wxpay/notify")),
             grpc_auth_token: config.grpc_auth_token.clone(),
             order_svc_auth_token: config.order_svc_auth_token.clone(),
+            grpc_allow_unauthenticated: config.grpc_auth_token.is_none(),
             reconcile_interval_secs: config.reconcile_interval_secs,
             reconcile_min_age_secs: config.reconcile_min_age_secs,
             metrics_addr: AdminAddr(Some(SocketAddr::from((
@@ -249,6 +251,7 @@ impl Stack {
         let mut gateway_config = gateway::Config::for_pay_svc(format!("http://{pay_svc}"));
         gateway_config.addr = gateway;
         gateway_config.grpc_auth_token = config.grpc_auth_token.clone();
+        gateway_config.grpc_allow_unauthenticated = config.grpc_auth_token.is_none();
         let gateway_server =
             gateway::serve_on(gateway_listener, gateway_config).context("gateway")?;
         let gateway_task = Running::spawn("gateway", |stop| {

@@ -68,3 +68,19 @@ async fn the_demo_runs_against_a_test_stack() {
     let stack = start(Backend::Sqlite).await;
     devstack::demo::run(&stack).await.unwrap();
 }
+
+/// Without tokens (a trusted network) every hop runs open and a payment still goes through.
+#[tokio::test]
+async fn a_stack_without_tokens_runs_open() {
+    let database = order_svc::testing::TestDatabase::create(Backend::Sqlite)
+        .await
+        .unwrap();
+    let mut config = devstack::StackConfig::for_tests(database.url());
+    config.grpc_auth_token = None;
+    config.order_svc_auth_token = None;
+    let stack = devstack::Stack::start(config).await.unwrap();
+    let order = new_order(&stack, 1_500).await;
+    let paid = stack.sim_client().pay(&order.id, true).await.unwrap();
+    wait_until_paid(&stack, &order.id, Duration::from_secs(10)).await;
+    assert_paid_once(&stack, &order.id, &paid.transaction_id).await;
+}
