@@ -4,7 +4,8 @@
 //! unsigned, as WeChat does; every other answer is `return_code` SUCCESS, carries a
 //! `result_code` (and `err_code` when FAIL), a fresh `nonce_str`, and is signed over all
 //! fields with the merchant key, using the algorithm the request used.
-//! orderquery is where the configured faults strike: latency, SYSTEMERROR, HTTP 500, no answer.
+//! orderquery is where the configured faults strike: latency, SYSTEMERROR, HTTP 500, no answer;
+//! and, with the `unknown_field` switch, its answers carry a signed field no receiver knows.
 
 use std::{io, net::IpAddr, sync::Arc};
 
@@ -28,7 +29,8 @@ use crate::{
     config::Merchant,
     error_chain,
     faults::FailMode,
-    notification::signed_xml,
+    model::TradeState,
+    notification::{UNKNOWN_FIELD, put_coupons, signed_xml},
     server::App,
     state::{Lookup, Order, OrderTerms, StoreError},
 };
@@ -63,6 +65,8 @@ pub(crate) enum ApiError {
     OutTradeNoUsed,
     #[error("此交易订单号不存在")]
     OrderNotExist,
+    #[error("{0}，请稍后再试")]
+    UserPaying(&'static str),
     #[error("系统错误")]
     SystemError,
 }
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::OrderClosed => Some("ORDERCLOSED"),
             ApiError::OutTradeNoUsed => Some("OUT_TRADE_NO_USED"),
             ApiError::OrderNotExist => Some("ORDERNOTEXIST"),
+            ApiError::UserPaying(_) => Some("USERPAYING"),
             ApiError::SystemError => Some("SYSTEMERROR"),
         }
     }
@@ -100,8 +105,14 @@ impl From<StoreError> for ApiError {
             StoreError::Paid(_) => ApiError::OrderPaid,
             StoreError::Closed(_) => ApiError::OrderClosed,
             StoreError::Exists(_) | StoreError::OutTradeNoUsed(_) => ApiError::OutTradeNoUsed,
+            // closeorder while the user is paying: the micropay code for "paying, try later"
+            // (inference: WeChat documents no closeorder error for it).
+            StoreError::InProgress { state, .. } => ApiError::UserPaying(state.description()),
             // Control-API conditions; WeChat's APIs never meet them.
-            StoreError::NotPaid { .. } | StoreError::TransactionIdUsed(_) => ApiError::SystemError,
+            StoreError::NotPaid { .. }
+            | StoreError::TransactionIdUsed(_)
+            | StoreError::PayFailed(_)
+            | StoreError::InvalidCoupon { .. } => ApiError::SystemError,
         }
     }
 }
@@ -109,7 +120,7 @@ impl From<StoreError> for ApiError {
 #[instrument(skip_all, fields(out_trade_no))]
 async fn unified_order(State(app): State<Arc<App>>, body: Bytes) -> Response {
     app.stats.unifiedorder_calls.increment();
-    answer(&app.config.merchant, &body, |request| {
+    answer(&app.config.merchant, &body, &Fields::new(), |request| {
         let (out_trade_no, terms) = order_terms(request)?;
         Span::current().record("out_trade_no", out_trade_no);
         let device_info = terms.device_info.clone();
@@ -130,6 +141,7 @@ async fn unified_order(State(app): State<Arc<App>>, body: Bytes) -> Response {
 #[instrument(skip_all, fields(out_trade_no))]
 async fn order_query(State(app): State<Arc<App>>, body: Bytes) -> Response {
     app.stats.orderquery_calls.increment();
+    let extra = extra_fields(&app);
     let latency = app.faults.orderquery_latency();
     if !latency.is_zero() {
         tokio::select! {
@@ -141,7 +153,9 @@ async fn order_query(State(app): State<Arc<App>>, body: Bytes) -> Response {
         None => {}
         Some(FailMode::SystemError) => {
             warn!("fault: orderquery answers SYSTEMERROR");
-            return answer(&app.config.merchant, &body, |_| Err(ApiError::SystemError));
+            return answer(&app.config.merchant, &body, &extra, |_| {
+                Err(ApiError::SystemError)
+            });
         }
         Some(FailMode::Http500) => {
             warn!("fault: orderquery answers HTTP 500");
@@ -152,7 +166,7 @@ async fn order_query(State(app): State<Arc<App>>, body: Bytes) -> Response {
             return hang(&app.shutdown).await;
         }
     }
-    answer(&app.config.merchant, &body, |request| {
+    answer(&app.config.merchant, &body, &extra, |request| {
         // WeChat's rule: transaction_id wins when both are given.
         let lookup = match (
             non_empty(request, "transaction_id"),
@@ -173,7 +187,7 @@ async fn order_query(State(app): State<Arc<App>>, body: Bytes) -> Response {
 #[instrument(skip_all, fields(out_trade_no))]
 async fn close_order(State(app): State<Arc<App>>, body: Bytes) -> Response {
     app.stats.closeorder_calls.increment();
-    answer(&app.config.merchant, &body, |request| {
+    answer(&app.config.merchant, &body, &Fields::new(), |request| {
         let out_trade_no =
             non_empty(request, "out_trade_no").ok_or_else(|| ApiError::missing("out_trade_no"))?;
         Span::current().record("out_trade_no", out_trade_no);
@@ -195,10 +209,23 @@ async fn hang(shutdown: &CancellationToken) -> Response {
     Response::new(Body::from_stream(broken))
 }
 
-/// Authenticates the request, runs `handle` on its fields and answers as WeChat does.
+/// The fields WeChat added "later" that orderquery's signed answers carry: [`UNKNOWN_FIELD`]
+/// while the `unknown_field` switch is on.
+fn extra_fields(app: &App) -> Fields {
+    let mut extra = Fields::new();
+    if app.faults.unknown_field() {
+        let (name, value) = UNKNOWN_FIELD;
+        extra.insert(name.into(), value.into());
+    }
+    extra
+}
+
+/// Authenticates the request, runs `handle` on its fields and answers as WeChat does, with
+/// `extra` among the signed fields of the answer.
 fn answer(
     merchant: &Merchant,
     body: &[u8],
+    extra: &Fields,
     handle: impl FnOnce(&Fields) -> Result<Fields, ApiError>,
 ) -> Response {
     let (request, sign_type) = match authenticate(merchant, body) {
@@ -212,7 +239,7 @@ fn answer(
     if let Err(error) = &result {
         info!(error = %error_chain(error), err_code = error.err_code(), "business error");
     }
-    signed_reply(merchant, sign_type, result)
+    signed_reply(merchant, sign_type, extra, result)
 }
 
 /// The protocol checks: well-formed XML, this merchant, a valid signature with the declared
@@ -249,6 +276,7 @@ fn fail_reply(error: &ApiError) -> Response {
 fn signed_reply(
     merchant: &Merchant,
     sign_type: SignType,
+    extra: &Fields,
     result: Result<Fields, ApiError>,
 ) -> Response {
     let mut fields = match result {
@@ -271,6 +299,9 @@ fn signed_reply(
     fields.insert("return_msg".into(), "OK".into());
     fields.insert("appid".into(), merchant.appid.clone());
     fields.insert("mch_id".into(), merchant.mch_id.clone());
+    for (name, value) in extra {
+        fields.entry(name.clone()).or_insert_with(|| value.clone());
+    }
     xml_response(signed_xml(fields, merchant.key(), sign_type))
 }
 
@@ -283,7 +314,11 @@ fn xml_response(body: String) -> Response {
         .into_response()
 }
 
-/// orderquery's answer for an order: the full payment fields only once it was paid (SPEC §3.2).
+/// orderquery's answer for an order (SPEC §3.2): `trade_state` and `trade_state_desc`, and
+/// `out_trade_no` always; the payment's fields only while `trade_state` is SUCCESS. In any
+/// other state WeChat returns "only out_trade_no (always) and attach (optional)": `attach`
+/// when the order was paid (REFUND), since WeChat echoes it for paid orders only. So a
+/// refunded order's answer has no transaction_id, total_fee or time_end.
 fn order_query_fields(order: &Order) -> Fields {
     let mut fields = Fields::new();
     let mut put = |name: &str, value: String| {
@@ -292,27 +327,32 @@ fn order_query_fields(order: &Order) -> Fields {
     put("out_trade_no", order.out_trade_no.clone());
     put("trade_state", order.state.as_str().into());
     put("trade_state_desc", order.state.description().into());
-    if let Some(payment) = &order.payment {
-        let terms = &order.terms;
-        put("openid", payment.openid.clone());
-        put("is_subscribe", payment.is_subscribe.clone());
-        put("trade_type", terms.trade_type.clone());
-        put("bank_type", payment.bank_type.clone());
-        put("total_fee", terms.total_fee.to_string());
-        put("cash_fee", terms.total_fee.to_string());
-        put("fee_type", terms.fee_type.clone());
-        put("transaction_id", payment.transaction_id.clone());
-        put(
-            "time_end",
-            paynotify::wxpay::time::format_time_end(payment.time_end),
-        );
-        if let Some(attach) = &terms.attach {
-            put("attach", attach.clone());
-        }
-        if let Some(device_info) = &terms.device_info {
-            put("device_info", device_info.clone());
-        }
+    let terms = &order.terms;
+    let Some(payment) = &order.payment else {
+        return fields;
+    };
+    if let Some(attach) = &terms.attach {
+        put("attach", attach.clone());
     }
+    if order.state != TradeState::Success {
+        return fields;
+    }
+    put("openid", payment.openid.clone());
+    put("is_subscribe", payment.is_subscribe.clone());
+    put("trade_type", terms.trade_type.clone());
+    put("bank_type", payment.bank_type.clone());
+    put("total_fee", terms.total_fee.to_string());
+    put("cash_fee", payment.cash_fee(terms.total_fee).to_string());
+    put("fee_type", terms.fee_type.clone());
+    put("transaction_id", payment.transaction_id.clone());
+    put(
+        "time_end",
+        paynotify::wxpay::time::format_time_end(payment.time_end),
+    );
+    if let Some(device_info) = &terms.device_info {
+        put("device_info", device_info.clone());
+    }
+    put_coupons(&mut fields, &payment.coupons);
     fields
 }
 

@@ -1,7 +1,7 @@
 //! The developer CLI, in the same binary as the server, like payment providers' own CLIs:
 //! `serve` (the default), control-API commands against a running simulator (`pay`,
-//! `attempts`, `replay`, `stats`), and `notify`, which fires a correctly signed notification
-//! at any URL and says whether WeChat would count the reply as SUCCESS.
+//! `trade-state`, `attempts`, `replay`, `stats`), and `notify`, which fires a correctly signed
+//! notification at any URL and says whether WeChat would count the reply as SUCCESS.
 //!
 //! [`load`] reads the command line with the shared layering (defaults → `--config` TOML →
 //! environment → flags) for the server; the client commands take flags and environment only.
@@ -16,8 +16,8 @@ use crate::{
     client::SimClient,
     config::{Config, Merchant, SignAlgorithm},
     delivery::post_notification,
-    model::{Attempt, ReplayResult},
-    notification::{Notification, signed_notification},
+    model::{Attempt, PayRequest, ReplayResult, TradeState},
+    notification::{Coupon, Notification, UNKNOWN_FIELD, signed_notification},
 };
 
 pub const DEFAULT_SIM_URL: &str = "http://127.0.0.1:9020";
@@ -25,13 +25,16 @@ pub const DEFAULT_SIM_URL: &str = "http://127.0.0.1:9020";
 /// Shown under `wxpay-sim --help`: the developer CLI at a glance.
 const EXAMPLES: &str = "\
 Developer CLI (against a running simulator, --sim-url / SIM_URL, default http://127.0.0.1:9020):
-  wxpay-sim pay <out_trade_no> [--no-notify] [--transaction-id ID]
+  wxpay-sim pay <out_trade_no> [--no-notify] [--transaction-id ID] [--coupon-fee FEN]
                                     the buyer pays; WeChat starts notifying the notify_url
+  wxpay-sim trade-state <out_trade_no> USERPAYING|ACCEPT|PAYERROR|REVOKED|NOTPAY
+                                    an unpaid order moves as a buyer's terminal or bank moves it
   wxpay-sim attempts <out_trade_no> every notification attempt: time, HTTP status, SUCCESS/FAIL
   wxpay-sim replay <out_trade_no> [--schedule]
                                     deliver the notification again now (or restart the schedule)
   wxpay-sim stats                   the simulator's counters as JSON
   wxpay-sim notify --url URL --out-trade-no NO --total-fee FEN [--sign-type hmac-sha256]
+                 [--coupon-fee FEN] [--unknown-field]
                                     POST a signed notification to any URL and judge the reply
                                     (exit 0: WeChat would stop retrying; 1: it would retry)
 
@@ -133,7 +136,8 @@ pub struct SimUrl {
 
 #[derive(Debug, Subcommand)]
 pub enum Tool {
-    /// Pay a NOTPAY order, as the user would, and start its notifications.
+    /// Pay an unpaid order (NOTPAY, USERPAYING, ACCEPT), as the user would, and start its
+    /// notifications.
     Pay {
         out_trade_no: String,
         /// Mark it paid without notifying (to test orderquery-only paths).
@@ -143,6 +147,17 @@ pub enum Tool {
         /// to match a notification signed by hand.
         #[arg(long)]
         transaction_id: Option<String>,
+        /// Pay this many fen with a coupon (1 to total_fee), the rest in cash: the
+        /// notification and orderquery carry cash_fee < total_fee and the coupon_* fields.
+        #[arg(long, value_name = "FEN")]
+        coupon_fee: Option<i64>,
+        #[command(flatten)]
+        sim: SimUrl,
+    },
+    /// Move an unpaid order to USERPAYING, ACCEPT, PAYERROR, REVOKED, or back to NOTPAY.
+    TradeState {
+        out_trade_no: String,
+        trade_state: TradeState,
         #[command(flatten)]
         sim: SimUrl,
     },
@@ -190,6 +205,13 @@ pub struct NotifyArgs {
     pub result_code: String,
     #[arg(long)]
     pub attach: Option<String>,
+    /// Pay this many fen of total_fee with a coupon: cash_fee drops by it and the coupon_*
+    /// fields are added.
+    #[arg(long, value_name = "FEN")]
+    pub coupon_fee: Option<i64>,
+    /// Add a signed field no receiver knows (`zz_new_field`), as WeChat may.
+    #[arg(long)]
+    pub unknown_field: bool,
     /// How long to wait for the reply; WeChat waits 5 s.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
@@ -222,16 +244,23 @@ impl Tool {
                 out_trade_no,
                 no_notify,
                 transaction_id,
+                coupon_fee,
                 sim,
             } => {
+                let request = PayRequest {
+                    notify: !no_notify,
+                    transaction_id,
+                    coupon_fee,
+                    ..PayRequest::new(out_trade_no.clone())
+                };
                 let paid = SimClient::new(sim.sim_url)
-                    .pay_as(&out_trade_no, !no_notify, transaction_id.as_deref())
+                    .pay_with(&request)
                     .await
                     .with_context(|| format!("paying {out_trade_no}"))?;
                 writeln!(
                     out,
-                    "paid {out_trade_no}: transaction_id={} total_fee={} fen",
-                    paid.transaction_id, paid.total_fee
+                    "paid {out_trade_no}: transaction_id={} total_fee={} fen cash_fee={} fen",
+                    paid.transaction_id, paid.total_fee, paid.cash_fee
                 )?;
                 let notification = if no_notify {
                     "not sent (--no-notify)"
@@ -240,6 +269,21 @@ impl Tool {
                 };
                 writeln!(out, "notification: {notification}")?;
             }
+            Tool::TradeState {
+                out_trade_no,
+                trade_state,
+                sim,
+            } => {
+                let order = SimClient::new(sim.sim_url)
+                    .set_trade_state(&out_trade_no, trade_state)
+                    .await
+                    .with_context(|| format!("setting {out_trade_no} to {trade_state}"))?;
+                writeln!(
+                    out,
+                    "{} trade_state={}",
+                    order.out_trade_no, order.trade_state
+                )?;
+            }
             Tool::Attempts { out_trade_no, sim } => {
                 let order = SimClient::new(sim.sim_url)
                     .order(&out_trade_no)
@@ -247,10 +291,13 @@ impl Tool {
                     .with_context(|| format!("reading {out_trade_no}"))?;
                 writeln!(
                     out,
-                    "{} trade_state={} total_fee={} transaction_id={} delivered={}",
+                    "{} trade_state={} total_fee={} coupon_fee={} transaction_id={} delivered={}",
                     order.out_trade_no,
                     order.trade_state.as_str(),
                     order.total_fee,
+                    order
+                        .coupon_fee
+                        .map_or_else(|| "-".to_owned(), |fee| fee.to_string()),
                     order.transaction_id.as_deref().unwrap_or("-"),
                     order.delivered
                 )?;
@@ -333,6 +380,13 @@ async fn notify(mut args: NotifyArgs, out: &mut impl Write) -> anyhow::Result<Ou
         notification.err_code_des = Some("系统错误".into());
     }
     notification.attach = args.attach;
+    if let Some(fee) = args.coupon_fee {
+        notification = notification.with_coupon(Coupon::new(fee));
+    }
+    if args.unknown_field {
+        let (name, value) = UNKNOWN_FIELD;
+        notification.extra_fields.insert(name.into(), value.into());
+    }
     let sign_type = SignType::from(args.sign_type);
     let xml = signed_notification(&notification, args.merchant.key(), sign_type);
 
@@ -343,11 +397,12 @@ async fn notify(mut args: NotifyArgs, out: &mut impl Write) -> anyhow::Result<Ou
         .context("building the HTTP client")?;
     writeln!(
         out,
-        "POST {} ({}-signed; out_trade_no={} total_fee={} transaction_id={} result_code={})",
+        "POST {} ({}-signed; out_trade_no={} total_fee={} cash_fee={} transaction_id={} result_code={})",
         args.url,
         sign_type.as_str(),
         notification.out_trade_no,
         notification.total_fee,
+        notification.cash_fee,
         notification.transaction_id,
         notification.result_code
     )?;
@@ -402,12 +457,24 @@ mod tests {
             Action::Tool(Tool::Pay {
                 out_trade_no,
                 no_notify,
+                coupon_fee,
                 sim,
                 ..
             }) => {
                 assert_eq!(out_trade_no, "A1");
                 assert!(no_notify);
+                assert_eq!(coupon_fee, None);
                 assert_eq!(sim.sim_url, DEFAULT_SIM_URL);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["wxpay-sim", "pay", "A1", "--coupon-fee", "30"]) {
+            Action::Tool(Tool::Pay { coupon_fee, .. }) => assert_eq!(coupon_fee, Some(30)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["wxpay-sim", "trade-state", "A1", "ACCEPT"]) {
+            Action::Tool(Tool::TradeState { trade_state, .. }) => {
+                assert_eq!(trade_state, crate::TradeState::Accept);
             }
             other => panic!("{other:?}"),
         }
@@ -443,7 +510,11 @@ mod tests {
     #[test]
     fn a_config_file_applies_to_the_server_only() {
         let path = std::env::temp_dir().join(format!("wxpay-sim-{}.toml", std::process::id()));
-        std::fs::write(&path, "time_scale = 0.01\nSIM_SEED = 7\n").unwrap();
+        std::fs::write(
+            &path,
+            "time_scale = 0.01\nSIM_SEED = 7\nsim_unknown_field = true\n",
+        )
+        .unwrap();
         let file = path.to_str().unwrap();
         for argv in [
             &["wxpay-sim", "--config", file][..],
@@ -453,6 +524,7 @@ mod tests {
                 Action::Serve(config) => {
                     assert_eq!(config.time_scale, 0.01);
                     assert_eq!(config.seed, Some(7));
+                    assert!(config.faults.unknown_field);
                 }
                 other => panic!("{other:?}"),
             }

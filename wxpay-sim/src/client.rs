@@ -1,5 +1,6 @@
 //! A typed client for the control API, for the CLI and for other crates' tests (pay-svc,
-//! end-to-end): pay an order, read its notification attempts, replay, read counters.
+//! end-to-end): pay an order (with a coupon if asked), set its trade_state, read its
+//! notification and attempts, replay, read counters, set faults.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     faults::Faults,
     model::{
-        ErrorBody, NewOrder, PayRequest, PayResult, ReplayRequest, ReplayResult, SimOrder, SimStats,
+        ErrorBody, NewOrder, PayRequest, PayResult, ReplayRequest, ReplayResult,
+        SignedNotification, SimOrder, SimStats, TradeState, TradeStateRequest,
     },
 };
 
@@ -79,12 +81,47 @@ impl SimClient {
         transaction_id: Option<&str>,
     ) -> Result<PayResult, ClientError> {
         let request = PayRequest {
-            out_trade_no: out_trade_no.into(),
             notify,
             transaction_id: transaction_id.map(str::to_owned),
+            ..PayRequest::new(out_trade_no)
         };
-        self.call(Method::POST, &["sim", "pay"], Some(&request))
+        self.pay_with(&request).await
+    }
+
+    /// `POST /sim/pay` with every option, e.g. a coupon:
+    /// `PayRequest { coupon_fee: Some(30), ..PayRequest::new("A1") }`.
+    pub async fn pay_with(&self, request: &PayRequest) -> Result<PayResult, ClientError> {
+        self.call(Method::POST, &["sim", "pay"], Some(request))
             .await
+    }
+
+    /// `POST /sim/orders/{out_trade_no}/trade_state`: moves an unpaid order to USERPAYING,
+    /// ACCEPT, PAYERROR, REVOKED or back to NOTPAY.
+    pub async fn set_trade_state(
+        &self,
+        out_trade_no: &str,
+        trade_state: TradeState,
+    ) -> Result<SimOrder, ClientError> {
+        self.call(
+            Method::POST,
+            &["sim", "orders", out_trade_no, "trade_state"],
+            Some(&TradeStateRequest { trade_state }),
+        )
+        .await
+    }
+
+    /// `GET /sim/orders/{out_trade_no}/notification`: the signed notification the next
+    /// attempt would POST, unsent.
+    pub async fn notification(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<SignedNotification, ClientError> {
+        self.call(
+            Method::GET,
+            &["sim", "orders", out_trade_no, "notification"],
+            None::<&()>,
+        )
+        .await
     }
 
     /// `GET /sim/orders/{out_trade_no}`: WeChat's record, with every notification attempt.

@@ -1,6 +1,8 @@
 //! The simulator's settings: the one merchant account it serves, where it listens, how fast
-//! simulated time runs, and the faults it starts with. Every setting is a clap flag backed by
-//! an environment variable, with a TOML file (`--config`) under them (see [`crate::cli::load`]).
+//! simulated time runs, and the faults it starts with (among them `SIM_UNKNOWN_FIELD`, which
+//! lives with the faults so that `PUT /sim/faults` can switch it at run time). Every setting is
+//! a clap flag backed by an environment variable, with a TOML file (`--config`) under them (see
+//! [`crate::cli::load`]).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -120,6 +122,7 @@ pub struct Config {
     /// Seed for the fault-injection dice, for reproducible runs.
     #[arg(long, env = "SIM_SEED")]
     pub seed: Option<u64>,
+    /// The faults and protocol surprises it starts with; `PUT /sim/faults` replaces them.
     #[command(flatten)]
     pub faults: Faults,
     /// Log line format.
@@ -234,6 +237,7 @@ mod tests {
             "3",
             "--orderquery-fail-modes",
             "hang,http500",
+            "--unknown-field",
         ])
         .unwrap()
         .config;
@@ -244,6 +248,7 @@ mod tests {
             parsed.faults.orderquery_fail_modes,
             [crate::FailMode::Hang, crate::FailMode::Http500]
         );
+        assert!(parsed.faults.unknown_field);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The control API (JSON, under `/sim`): what a tester does in place of a real user and
-//! WeChat's back office — pay an order, inspect its notification attempts, place orders
-//! directly, replay notifications, read counters, set faults. Shapes are in [`crate::model`].
+//! WeChat's back office — pay an order (in cash or partly with a coupon), move an unpaid order
+//! to the states a user's bank or terminal causes, inspect its notification attempts, place
+//! orders directly, read or replay notifications, read counters, set faults. Shapes are in
+//! [`crate::model`].
 
 use std::sync::Arc;
 
@@ -18,7 +20,8 @@ use crate::{
     delivery,
     faults::{Faults, FaultsError},
     model::{
-        ErrorBody, NewOrder, PayRequest, PayResult, ReplayRequest, ReplayResult, SimOrder, SimStats,
+        ErrorBody, NewOrder, PayRequest, PayResult, ReplayRequest, ReplayResult,
+        SignedNotification, SimOrder, SimStats, TradeState, TradeStateRequest,
     },
     server::App,
     state::{OrderTerms, StoreError},
@@ -33,7 +36,12 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/sim/orders", post(create_order))
         .route("/sim/orders/{out_trade_no}", get(order))
         .route("/sim/orders/{out_trade_no}/notify", post(replay))
+        .route("/sim/orders/{out_trade_no}/notification", get(notification))
         .route("/sim/orders/{out_trade_no}/refund", post(refund))
+        .route(
+            "/sim/orders/{out_trade_no}/trade_state",
+            post(set_trade_state),
+        )
         .route("/sim/stats", get(stats))
         .route("/sim/faults", get(faults).put(set_faults))
 }
@@ -51,7 +59,9 @@ pub(crate) enum ControlError {
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ControlError::BadRequest(_) | ControlError::Faults(_) => StatusCode::BAD_REQUEST,
+            ControlError::BadRequest(_)
+            | ControlError::Faults(_)
+            | ControlError::Store(StoreError::InvalidCoupon { .. }) => StatusCode::BAD_REQUEST,
             ControlError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             ControlError::Store(_) => StatusCode::CONFLICT,
         };
@@ -82,18 +92,55 @@ async fn pay(
             "transaction_id must be 1 to 32 letters and digits".into(),
         ));
     }
-    let payment = app
-        .store
-        .mark_paid_as(&request.out_trade_no, request.transaction_id.as_deref())?;
+    let payment = app.store.mark_paid_as(
+        &request.out_trade_no,
+        request.transaction_id.as_deref(),
+        request.coupon_fee,
+    )?;
     let total_fee = app.store.view(&request.out_trade_no)?.total_fee;
-    info!(transaction_id = %payment.transaction_id, total_fee, notify = request.notify, "order paid");
+    let cash_fee = payment.cash_fee(total_fee);
+    info!(
+        transaction_id = %payment.transaction_id,
+        total_fee,
+        cash_fee,
+        notify = request.notify,
+        "order paid"
+    );
     if request.notify {
         delivery::start_schedule(&app, &request.out_trade_no)?;
     }
     Ok(Json(PayResult {
         transaction_id: payment.transaction_id,
         total_fee,
+        cash_fee,
     }))
+}
+
+/// Moves an unpaid order to a state only a user's terminal or bank causes. SUCCESS, REFUND
+/// and CLOSED have their own ways in (`/sim/pay`, `/refund`, closeorder).
+#[instrument(skip_all, fields(out_trade_no = %out_trade_no))]
+async fn set_trade_state(
+    State(app): State<Arc<App>>,
+    Path(out_trade_no): Path<String>,
+    request: Result<Json<TradeStateRequest>, JsonRejection>,
+) -> Result<Json<SimOrder>, ControlError> {
+    let Json(TradeStateRequest { trade_state }) = request?;
+    match trade_state {
+        TradeState::UserPaying
+        | TradeState::Accept
+        | TradeState::PayError
+        | TradeState::Revoked
+        | TradeState::NotPay => {}
+        TradeState::Success | TradeState::Refund | TradeState::Closed => {
+            return Err(ControlError::BadRequest(format!(
+                "trade_state {trade_state} is reached through /sim/pay, /refund or closeorder; \
+                 this sets USERPAYING, ACCEPT, PAYERROR, REVOKED or NOTPAY"
+            )));
+        }
+    }
+    let order = app.store.set_trade_state(&out_trade_no, trade_state)?;
+    info!(%trade_state, "trade_state set");
+    Ok(Json(order))
 }
 
 #[instrument(skip_all, fields(out_trade_no))]
@@ -161,6 +208,15 @@ async fn replay(
         scheduled: false,
         attempts,
     }))
+}
+
+/// The notification the next attempt would send, unsent.
+async fn notification(
+    State(app): State<Arc<App>>,
+    Path(out_trade_no): Path<String>,
+) -> Result<Json<SignedNotification>, ControlError> {
+    let (body, notify_url) = delivery::signed_body(&app, &out_trade_no)?;
+    Ok(Json(SignedNotification { notify_url, body }))
 }
 
 /// Marks a paid order as being refunded (trade_state REFUND), for orderquery tests.

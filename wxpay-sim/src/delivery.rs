@@ -1,23 +1,29 @@
 //! Notification delivery by WeChat's rules (SPEC §1.4–1.5): POST the signed XML to the order's
-//! notify_url; only a 2xx reply carrying the exact SUCCESS ack within the deadline stops the
-//! retries, which follow WeChat's 15 s … 6 h schedule scaled by the time scale. Every attempt
-//! is recorded on the order. Schedules run as background tasks that end on shutdown.
-//! The notification faults apply per attempt: dropped, sent as N concurrent copies, each copy
-//! delayed at random.
+//! notify_url; only a 2xx reply whose body is byte for byte the SUCCESS ack, within the
+//! deadline, stops the retries. Retries follow WeChat's 15 s … 6 h schedule, scaled by the time
+//! scale, at fixed offsets from the first attempt, so slow replies do not push later attempts
+//! back. Every attempt is recorded on the order. Schedules run as background tasks that end
+//! on shutdown. The notification faults apply per attempt: dropped, sent as N concurrent
+//! copies, each copy delayed at random, an unknown field added.
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use paynotify::wxpay::reply::is_success_ack;
+use paynotify::wxpay::reply::{SUCCESS_ACK, is_success_ack};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
-    error_chain, model::Attempt, notification::signed_notification, server::App, state::StoreError,
+    error_chain,
+    model::Attempt,
+    notification::{UNKNOWN_FIELD, signed_notification},
+    server::App,
+    state::StoreError,
 };
 
 /// WeChat's waits between notification attempts (SPEC §1.5): 15 retries after the first
-/// attempt, 24 h 4 min in all.
+/// attempt, 24 h 4 min in all. Retry n goes out at the sum of the first n waits after the
+/// first attempt (SPEC §1.5's cumulative offsets), however long the attempts before it took.
 pub const RETRY_INTERVALS: [Duration; 15] = [
     Duration::from_secs(15),
     Duration::from_secs(15),
@@ -67,8 +73,18 @@ impl NotifyReply {
     }
 }
 
+/// Whether a reply body acknowledges a notification: exactly the SUCCESS ack of SPEC §1.4
+/// (vector V2-REPLY), byte for byte. WeChat counts a reply with "stray characters before/after
+/// the document or between tags" as failed, so no declaration, comment, whitespace or
+/// trailing newline is tolerated, and `return_msg` must be `OK`. Stricter than
+/// [`is_success_ack`], which judges a reply's meaning for the services' own use.
+pub fn is_exact_success_ack(body: &[u8]) -> bool {
+    body == SUCCESS_ACK.as_bytes()
+}
+
 /// Posts one notification to `url` (`Content-Type: text/xml`) and judges the reply: 2xx with
-/// the exact SUCCESS ack, all within `deadline`. The client should not follow redirects.
+/// the exact SUCCESS ack ([`is_exact_success_ack`]), all within `deadline`. The client should
+/// not follow redirects.
 pub async fn post_notification(
     http: &reqwest::Client,
     url: &str,
@@ -96,13 +112,17 @@ pub async fn post_notification(
             let text = String::from_utf8_lossy(&body).into_owned();
             if !(200..300).contains(&status) {
                 fail(Some(status), Some(text), format!("HTTP {status}"))
-            } else if !is_success_ack(&body) {
+            } else if !is_exact_success_ack(&body) {
                 let quoted: String = text.chars().take(QUOTED_REPLY_CHARS).collect();
-                fail(
-                    Some(status),
-                    Some(text),
-                    format!("reply is not the SUCCESS ack: {quoted:?}"),
-                )
+                // Say why a reply that means SUCCESS still fails: the usual surprise.
+                let why = if is_success_ack(&body) {
+                    "reply means SUCCESS but is not byte for byte the SUCCESS ack WeChat \
+                     expects (no declaration, comment, whitespace or newline; CDATA and \
+                     return_msg OK as given)"
+                } else {
+                    "reply is not the SUCCESS ack"
+                };
+                fail(Some(status), Some(text), format!("{why}: {quoted:?}"))
             } else {
                 NotifyReply {
                     http_status: Some(status),
@@ -139,18 +159,29 @@ async fn exchange(
     Ok((status, body))
 }
 
+/// The notification of a paid order as the next attempt would send it (fresh nonce_str and
+/// signature, the unknown field when switched on), and its notify_url.
+pub(crate) fn signed_body(app: &App, out_trade_no: &str) -> Result<(String, String), StoreError> {
+    let (mut notification, url) = app.store.notification(out_trade_no, &app.config.merchant)?;
+    if app.faults.unknown_field() {
+        let (name, value) = UNKNOWN_FIELD;
+        notification.extra_fields.insert(name.into(), value.into());
+    }
+    let xml = signed_notification(
+        &notification,
+        app.config.merchant.key(),
+        app.config.notify_sign_type.into(),
+    );
+    Ok((xml, url))
+}
+
 /// Delivers the notification of a paid order once, now, and records the attempt: one record
 /// per copy sent, or one failed record when the attempt is dropped.
 pub(crate) async fn deliver_once(
     app: &App,
     out_trade_no: &str,
 ) -> Result<Vec<Attempt>, StoreError> {
-    let (notification, url) = app.store.notification(out_trade_no, &app.config.merchant)?;
-    let xml = signed_notification(
-        &notification,
-        app.config.merchant.key(),
-        app.config.notify_sign_type.into(),
-    );
+    let (xml, url) = signed_body(app, out_trade_no)?;
     if app.faults.drop_notification() {
         warn!("fault: notification attempt dropped");
         app.stats.notifications_dropped.increment();
@@ -169,7 +200,10 @@ pub(crate) async fn deliver_once(
         let delay = app.faults.shuffle_delay();
         let (xml, url) = (xml.clone(), url.as_str());
         async move {
-            tokio::time::sleep(delay).await;
+            // Even a zero sleep waits for the timer's next millisecond tick.
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let attempt = send(app, url, xml).await;
             app.store.record_attempt(out_trade_no, attempt.clone());
             attempt
@@ -223,10 +257,14 @@ pub(crate) fn start_schedule(app: &Arc<App>, out_trade_no: &str) -> Result<(), S
 }
 
 async fn run_schedule(app: &App, out_trade_no: &str) {
-    let waits = std::iter::once(Duration::ZERO)
-        .chain(RETRY_INTERVALS.iter().map(|&i| app.config.scaled(i)));
-    for (number, wait) in waits.enumerate() {
-        tokio::time::sleep(wait).await;
+    let start = Instant::now();
+    for (number, offset) in attempt_offsets().enumerate() {
+        // A deadline, not a wait: an attempt that overran its slot is followed at once. (The
+        // check spares the first attempt the timer's tick: it goes out at `start` itself.)
+        let due = start + app.config.scaled(offset);
+        if Instant::now() < due {
+            tokio::time::sleep_until(due).await;
+        }
         if app.store.is_delivered(out_trade_no) {
             return;
         }
@@ -247,6 +285,18 @@ async fn run_schedule(app: &App, out_trade_no: &str) {
     }
 }
 
+/// When each attempt is due, in real time after the first: 0, then SPEC §1.5's cumulative
+/// offsets 15 s, 30 s, 1 min, 4 min, … 24 h 4 min.
+fn attempt_offsets() -> impl Iterator<Item = Duration> {
+    std::iter::once(Duration::ZERO).chain(RETRY_INTERVALS.iter().scan(
+        Duration::ZERO,
+        |offset, &interval| {
+            *offset += interval;
+            Some(*offset)
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +305,51 @@ mod tests {
     fn the_schedule_totals_24_hours_4_minutes() {
         let total: Duration = RETRY_INTERVALS.iter().sum();
         assert_eq!(total, Duration::from_secs(24 * 3600 + 4 * 60));
+    }
+
+    #[test]
+    fn attempts_are_due_at_specs_cumulative_offsets() {
+        let seconds: Vec<u64> = attempt_offsets().map(|o| o.as_secs()).collect();
+        let h = 3600;
+        assert_eq!(
+            seconds,
+            [
+                0,
+                15,
+                30,
+                60,
+                4 * 60,
+                14 * 60,
+                34 * 60,
+                h + 4 * 60,
+                h + 34 * 60,
+                2 * h + 4 * 60,
+                3 * h + 4 * 60,
+                6 * h + 4 * 60,
+                9 * h + 4 * 60,
+                12 * h + 4 * 60,
+                18 * h + 4 * 60,
+                24 * h + 4 * 60,
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_exact_ack_counts() {
+        assert!(is_exact_success_ack(SUCCESS_ACK.as_bytes()));
+        let ack = SUCCESS_ACK;
+        for near_miss in [
+            format!("{ack}\n"),
+            format!("\n{ack}"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{ack}"),
+            ack.replace("</return_code>", "</return_code>\n  "),
+            ack.replace("</return_code>", "</return_code><!-- ok -->"),
+            ack.replace("<![CDATA[OK]]>", "OK"),
+            ack.replace("OK", "成功"),
+            "<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>".to_owned(),
+            String::new(),
+        ] {
+            assert!(!is_exact_success_ack(near_miss.as_bytes()), "{near_miss}");
+        }
     }
 }

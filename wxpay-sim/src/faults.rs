@@ -1,7 +1,9 @@
 //! Fault injection: the unreliable sides of WeChat Pay that a payment-callback system must
 //! survive. `orderquery` can be slow or fail (SYSTEMERROR, HTTP 500, no answer); notifications
-//! can be lost, duplicated "from several servers" (SPEC §1.5), or arrive out of order.
-//! The settings are read at start and replaced at run time through `PUT /sim/faults`.
+//! can be lost, duplicated "from several servers" (SPEC §1.5), or arrive out of order; and
+//! both can carry a field WeChat added after the receiver was written (SPEC §1.2).
+//! The settings are read at start and replaced at run time through `PUT /sim/faults`, so a
+//! test can switch one on against a simulator it did not configure.
 
 use std::time::Duration;
 
@@ -60,6 +62,11 @@ pub struct Faults {
     /// The upper bound of that extra delay, in real milliseconds.
     #[arg(long, env = "SIM_NOTIFY_SHUFFLE_MAX_MS", default_value_t = 1000)]
     pub notify_shuffle_max_ms: u64,
+    /// Add a field no receiver knows (`zz_new_field`), signed like the rest, to every
+    /// notification and orderquery answer: WeChat may add fields at any time, and a receiver
+    /// that verifies only the fields it knows then refuses genuine messages.
+    #[arg(long, env = "SIM_UNKNOWN_FIELD", default_value_t = false)]
+    pub unknown_field: bool,
 }
 
 impl Default for Faults {
@@ -72,6 +79,7 @@ impl Default for Faults {
             notify_duplicates: 1,
             notify_shuffle: false,
             notify_shuffle_max_ms: 1000,
+            unknown_field: false,
         }
     }
 }
@@ -167,6 +175,11 @@ impl FaultInjector {
         self.faults.read().notify_duplicates.max(1)
     }
 
+    /// Whether notifications and orderquery answers carry [`crate::notification::UNKNOWN_FIELD`].
+    pub(crate) fn unknown_field(&self) -> bool {
+        self.faults.read().unknown_field
+    }
+
     /// The extra delay before one notification copy is sent.
     pub(crate) fn shuffle_delay(&self) -> Duration {
         let faults = self.faults.read();
@@ -206,6 +219,7 @@ mod tests {
         }
         assert_eq!(injector.copies(), 1);
         assert_eq!(injector.orderquery_latency(), Duration::ZERO);
+        assert!(!injector.unknown_field());
     }
 
     #[test]
@@ -264,6 +278,9 @@ mod tests {
     fn json_may_name_only_some_faults_and_bad_values_are_refused() {
         let faults: Faults = serde_json::from_str(r#"{"notify_duplicates": 3}"#).unwrap();
         assert_eq!(faults.notify_duplicates, 3);
+        assert!(!faults.unknown_field);
+        let faults: Faults = serde_json::from_str(r#"{"unknown_field": true}"#).unwrap();
+        assert!(faults.unknown_field);
         assert_eq!(faults.orderquery_fail_ratio, 0.0);
         assert!(serde_json::from_str::<Faults>(r#"{"notify_dupes": 3}"#).is_err());
         let modes: Faults =

@@ -1,6 +1,6 @@
-//! The identifiers WeChat mints: `transaction_id`, `prepay_id`, `code_url`, `openid`. They
-//! look like real ones (length, prefix, alphabet) so that code parsing or storing them is
-//! exercised realistically; they carry no meaning.
+//! The identifiers WeChat mints: `transaction_id`, `prepay_id`, `code_url`, `openid`,
+//! `coupon_id_$n`. They look like real ones (length, prefix, alphabet) so that code parsing or
+//! storing them is exercised realistically; they carry no meaning.
 
 use chrono::{DateTime, Utc};
 use paynotify::wxpay::time::format_time_end;
@@ -30,6 +30,12 @@ pub(crate) fn code_url() -> String {
 /// A payer id under the merchant's appid, 28 characters starting with `o`.
 pub(crate) fn openid() -> String {
     format!("o{}", alphanumerics(27))
+}
+
+/// A coupon id: 10 digits, within the String(20) of `coupon_id_$n` (the doc's example is
+/// `10000`).
+pub(crate) fn coupon_id() -> String {
+    format!("1{}", digits(9))
 }
 
 fn digits(n: usize) -> String {
@@ -69,5 +75,8 @@ mod tests {
         assert_eq!(prepay.len(), 2 + 14 + 22);
         assert!(code_url().starts_with("weixin://wxpay/bizpayurl?pr="));
         assert_eq!(openid().len(), 28);
+        let coupon = coupon_id();
+        assert_eq!(coupon.len(), 10);
+        assert!(coupon.bytes().all(|b| b.is_ascii_digit()));
     }
 }

@@ -15,6 +15,7 @@ pub enum TradeState {
     Revoked,
     UserPaying,
     PayError,
+    Accept,
 }
 
 impl TradeState {
@@ -28,6 +29,7 @@ impl TradeState {
             TradeState::Revoked => "REVOKED",
             TradeState::UserPaying => "USERPAYING",
             TradeState::PayError => "PAYERROR",
+            TradeState::Accept => "ACCEPT",
         }
     }
 
@@ -41,7 +43,41 @@ impl TradeState {
             TradeState::Revoked => "已撤销（付款码支付）",
             TradeState::UserPaying => "用户支付中（付款码支付）",
             TradeState::PayError => "支付失败，请重新下单支付",
+            TradeState::Accept => "已接收，等待扣款",
         }
+    }
+
+    /// Every state, in SPEC §3.3's order.
+    pub const ALL: [TradeState; 8] = [
+        TradeState::Success,
+        TradeState::Refund,
+        TradeState::NotPay,
+        TradeState::Closed,
+        TradeState::Revoked,
+        TradeState::UserPaying,
+        TradeState::PayError,
+        TradeState::Accept,
+    ];
+}
+
+impl std::fmt::Display for TradeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses the wire value (`USERPAYING`), as the CLI takes it.
+impl std::str::FromStr for TradeState {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        TradeState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == value)
+            .ok_or_else(|| {
+                let names: Vec<_> = TradeState::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown trade_state `{value}`; one of {}", names.join(", "))
+            })
     }
 }
 
@@ -66,6 +102,9 @@ pub struct SimOrder {
     pub trade_state: TradeState,
     pub transaction_id: Option<String>,
     pub total_fee: i64,
+    /// What the payment's coupons covered, in fen; `null` when unpaid or paid in cash only.
+    #[serde(default)]
+    pub coupon_fee: Option<i64>,
     pub notify_url: String,
     /// Every notification attempt, oldest first.
     pub attempts: Vec<Attempt>,
@@ -84,6 +123,23 @@ pub struct PayRequest {
     /// notification (e.g. the README's grpcurl ConfirmPayment) match WeChat's record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<String>,
+    /// Part of the order paid with a coupon, in fen (1 to total_fee): the notification and
+    /// orderquery then carry `cash_fee` = total_fee − coupon_fee and the `coupon_*` fields
+    /// (SPEC §1.2). Absent: paid in cash, `cash_fee` = total_fee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_fee: Option<i64>,
+}
+
+impl PayRequest {
+    /// Pay `out_trade_no` in cash with a fresh transaction_id, notifying.
+    pub fn new(out_trade_no: impl Into<String>) -> Self {
+        PayRequest {
+            out_trade_no: out_trade_no.into(),
+            notify: true,
+            transaction_id: None,
+            coupon_fee: None,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -95,6 +151,17 @@ fn yes() -> bool {
 pub struct PayResult {
     pub transaction_id: String,
     pub total_fee: i64,
+    /// What the user paid in cash: total_fee less any coupon.
+    #[serde(default)]
+    pub cash_fee: i64,
+}
+
+/// `POST /sim/orders/{out_trade_no}/trade_state`: an unpaid order moves to a state only a
+/// real user's bank or terminal would cause (SPEC §3.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeStateRequest {
+    /// One of USERPAYING, ACCEPT, PAYERROR, REVOKED, or NOTPAY (the user gave up).
+    pub trade_state: TradeState,
 }
 
 /// `POST /sim/orders`: an order placed directly in WeChat's records, without unifiedorder.
@@ -109,6 +176,16 @@ pub struct NewOrder {
     /// Echoed in the notification, as if given at unifiedorder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attach: Option<String>,
+}
+
+/// `GET /sim/orders/{out_trade_no}/notification`: the payment notification of a paid order
+/// as the next attempt would POST it (a fresh nonce_str and signature each time), without
+/// sending it: for feeding WeChat's exact message to a handler directly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedNotification {
+    pub notify_url: String,
+    /// The XML body.
+    pub body: String,
 }
 
 /// `POST /sim/orders/{out_trade_no}/notify` (the body is optional).
@@ -153,20 +230,18 @@ mod tests {
 
     #[test]
     fn trade_states_use_wechat_spelling() {
-        for state in [
-            TradeState::Success,
-            TradeState::Refund,
-            TradeState::NotPay,
-            TradeState::Closed,
-            TradeState::Revoked,
-            TradeState::UserPaying,
-            TradeState::PayError,
-        ] {
+        for state in TradeState::ALL {
             assert_eq!(
                 serde_json::to_string(&state).unwrap(),
                 format!("\"{}\"", state.as_str())
             );
+            assert_eq!(state.as_str().parse(), Ok(state));
         }
+        assert_eq!(
+            serde_json::from_str::<TradeState>("\"ACCEPT\"").unwrap(),
+            TradeState::Accept
+        );
+        assert!("accept".parse::<TradeState>().is_err());
     }
 
     #[test]
@@ -176,5 +251,9 @@ mod tests {
         let request: PayRequest =
             serde_json::from_str(r#"{"out_trade_no": "A1", "notify": false}"#).unwrap();
         assert!(!request.notify);
+        assert_eq!(request.coupon_fee, None);
+        let request: PayRequest =
+            serde_json::from_str(r#"{"out_trade_no": "A1", "coupon_fee": 30}"#).unwrap();
+        assert_eq!(request.coupon_fee, Some(30));
     }
 }

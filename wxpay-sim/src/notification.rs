@@ -1,6 +1,7 @@
 //! The v2 payment result notification (SPEC §1.2) as WeChat builds it: every field a real one
-//! carries, signed over all of them. Pure; the simulator's delivery uses it, and so can tests
-//! that post hand-made (or deliberately tampered) notifications to a notify_url.
+//! carries — coupons and fields added after a receiver was written included — signed over all
+//! of them. Pure; the simulator's delivery uses it, and so can tests that post hand-made (or
+//! deliberately tampered) notifications to a notify_url.
 
 use chrono::{DateTime, Utc};
 use paynotify::wxpay::{
@@ -11,6 +12,48 @@ use paynotify::wxpay::{
 };
 
 use crate::ids;
+
+/// The field the `unknown_field` switch adds to notifications and orderquery answers: a name
+/// no receiver knows, standing for the fields WeChat "may add at any time" (SPEC §1.2, §2.1;
+/// the name is the one of vector V2-NOTIFY-3). Signed like every other field, so a receiver
+/// that verifies only the fields it knows computes another signature and refuses it.
+pub const UNKNOWN_FIELD: (&str, &str) = ("zz_new_field", "wxpay-sim");
+
+/// A coupon that paid part of an order (`coupon_id_$n`, `coupon_fee_$n`, SPEC §1.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coupon {
+    /// String(20), e.g. `10000`.
+    pub id: String,
+    /// In fen.
+    pub fee: i64,
+}
+
+impl Coupon {
+    /// A coupon worth `fee` fen with a fresh id.
+    pub fn new(fee: i64) -> Self {
+        Coupon {
+            id: ids::coupon_id(),
+            fee,
+        }
+    }
+}
+
+/// The coupon fields of a payment made partly with `coupons`, as both the notification and
+/// orderquery carry them: `coupon_fee` (the sum), `coupon_count` and, counting from 0,
+/// `coupon_id_$n` and `coupon_fee_$n`. Nothing for a cash-only payment. `coupon_type_$n` is
+/// left out: WeChat sends it only to merchants with no-recharge coupons enabled (SPEC §1.2).
+pub(crate) fn put_coupons(fields: &mut Fields, coupons: &[Coupon]) {
+    if coupons.is_empty() {
+        return;
+    }
+    let total: i64 = coupons.iter().map(|coupon| coupon.fee).sum();
+    fields.insert("coupon_fee".into(), total.to_string());
+    fields.insert("coupon_count".into(), coupons.len().to_string());
+    for (n, coupon) in coupons.iter().enumerate() {
+        fields.insert(format!("coupon_id_{n}"), coupon.id.clone());
+        fields.insert(format!("coupon_fee_{n}"), coupon.fee.to_string());
+    }
+}
 
 /// The content of a payment notification, before signing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,10 +70,12 @@ pub struct Notification {
     pub is_subscribe: String,
     pub trade_type: String,
     pub bank_type: String,
-    /// In fen.
+    /// In fen: the order total, what a receiver compares with its order.
     pub total_fee: i64,
-    /// In fen.
+    /// In fen: what the user paid in cash, total_fee less the coupons.
     pub cash_fee: i64,
+    /// The coupons that paid the rest; empty for a cash-only payment.
+    pub coupons: Vec<Coupon>,
     pub fee_type: String,
     pub transaction_id: String,
     pub out_trade_no: String,
@@ -38,6 +83,9 @@ pub struct Notification {
     pub attach: Option<String>,
     /// Sent as Beijing time `yyyyMMddHHmmss`.
     pub time_end: DateTime<Utc>,
+    /// Fields this struct does not model, e.g. [`UNKNOWN_FIELD`]: sent and signed like the
+    /// rest. A modelled field of the same name wins.
+    pub extra_fields: Fields,
 }
 
 impl Notification {
@@ -58,17 +106,27 @@ impl Notification {
             bank_type: "OTHERS".into(),
             total_fee,
             cash_fee: total_fee,
+            coupons: Vec::new(),
             fee_type: "CNY".into(),
             transaction_id: ids::transaction_id(now),
             out_trade_no: out_trade_no.into(),
             attach: None,
             time_end: now,
+            extra_fields: Fields::new(),
         }
+    }
+
+    /// The same payment with `coupon` paying part of it: `cash_fee` drops by its amount
+    /// (SPEC §1.2: order − coupon = cash), `total_fee` stays.
+    pub fn with_coupon(mut self, coupon: Coupon) -> Self {
+        self.cash_fee -= coupon.fee;
+        self.coupons.push(coupon);
+        self
     }
 
     /// The unsigned fields (with `return_code` SUCCESS, no `nonce_str` or `sign` yet).
     pub fn to_fields(&self) -> Fields {
-        let mut fields = Fields::new();
+        let mut fields = self.extra_fields.clone();
         let mut put = |name: &str, value: String| {
             fields.insert(name.to_owned(), value);
         };
@@ -96,6 +154,7 @@ impl Notification {
                 put(name, value.clone());
             }
         }
+        put_coupons(&mut fields, &self.coupons);
         fields
     }
 }
@@ -119,7 +178,11 @@ pub fn signed_xml(mut fields: Fields, key: &str, sign_type: SignType) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paynotify::wxpay::{sign::verify, xml::parse};
+    use paynotify::wxpay::{
+        sign::{sign, verify},
+        time::parse_time_end,
+        xml::parse,
+    };
 
     const KEY: &str = "T6m9iK73b0kn9g5v426MKfHQH7X8rKwb";
 
@@ -172,6 +235,70 @@ mod tests {
         let n = Notification::paid("wx8397f8696b538317", "1473426802", "A1", 1);
         let mut fields = parse(signed_notification(&n, KEY, SignType::Md5).as_bytes()).unwrap();
         fields.insert("total_fee".into(), "100".into());
+        assert!(verify(&fields, KEY).is_err());
+    }
+
+    #[test]
+    fn coupons_lower_cash_fee_and_are_numbered_from_zero() {
+        let n = Notification::paid("wx8397f8696b538317", "1473426802", "A1", 1999)
+            .with_coupon(Coupon {
+                id: "10000".into(),
+                fee: 300,
+            })
+            .with_coupon(Coupon {
+                id: "10001".into(),
+                fee: 100,
+            });
+        let fields = parse(signed_notification(&n, KEY, SignType::Md5).as_bytes()).unwrap();
+        assert_eq!(verify(&fields, KEY), Ok(SignType::Md5));
+        for (name, value) in [
+            ("total_fee", "1999"),
+            ("cash_fee", "1599"),
+            ("coupon_fee", "400"),
+            ("coupon_count", "2"),
+            ("coupon_id_0", "10000"),
+            ("coupon_fee_0", "300"),
+            ("coupon_id_1", "10001"),
+            ("coupon_fee_1", "100"),
+        ] {
+            assert_eq!(fields[name], value, "{name}");
+        }
+        assert!(!fields.contains_key("coupon_type_0"));
+    }
+
+    #[test]
+    fn an_unknown_field_is_signed_as_in_spec_vector_v2_notify_3() {
+        // V2-NOTIFY-1's fields without attach, plus zz_new_field=x (SPEC §9).
+        let mut n = Notification::paid("wx2421b1c4370ec43b", "10000100", "1409811653", 1);
+        n.bank_type = "CFT".into();
+        n.is_subscribe = "Y".into();
+        n.openid = "oUpF8uMEb4qRXf22hE3X68TekukE".into();
+        n.trade_type = "JSAPI".into();
+        n.transaction_id = "1004400740201409030005092168".into();
+        n.time_end = parse_time_end("20140903131540").unwrap();
+        n.extra_fields.insert("zz_new_field".into(), "x".into());
+        let mut fields = n.to_fields();
+        fields.insert(
+            "nonce_str".into(),
+            "5d2b6c2a8db53831f7eda20af46e531c".into(),
+        );
+        assert_eq!(
+            sign(&fields, "192006250b4c09247ec02edce69f6a2d", SignType::Md5),
+            "B924F94F0C2F77375D84FA1B3A1E912D"
+        );
+    }
+
+    #[test]
+    fn extra_fields_are_signed_but_never_replace_modelled_ones() {
+        let (name, value) = UNKNOWN_FIELD;
+        let mut n = Notification::paid("wx8397f8696b538317", "1473426802", "A1", 1999);
+        n.extra_fields.insert(name.into(), value.into());
+        n.extra_fields.insert("total_fee".into(), "1".into());
+        let mut fields = parse(signed_notification(&n, KEY, SignType::Md5).as_bytes()).unwrap();
+        assert_eq!(fields[name], value);
+        assert_eq!(fields["total_fee"], "1999");
+        assert_eq!(verify(&fields, KEY), Ok(SignType::Md5));
+        fields.remove(name);
         assert!(verify(&fields, KEY).is_err());
     }
 

@@ -12,7 +12,7 @@ use crate::{
     config::Merchant,
     ids,
     model::{Attempt, SimOrder, TradeState},
-    notification::Notification,
+    notification::{Coupon, Notification},
 };
 
 /// What a merchant asked for in unifiedorder. Re-submitting an out_trade_no with equal terms
@@ -46,6 +46,20 @@ pub(crate) struct Payment {
     pub openid: String,
     pub bank_type: String,
     pub is_subscribe: String,
+    /// What paid part of the order besides cash; empty for a cash-only payment.
+    pub coupons: Vec<Coupon>,
+}
+
+impl Payment {
+    /// The coupons' total, when there are any.
+    pub fn coupon_fee(&self) -> Option<i64> {
+        (!self.coupons.is_empty()).then(|| self.coupons.iter().map(|c| c.fee).sum())
+    }
+
+    /// What the user paid in cash for an order of `total_fee`.
+    pub fn cash_fee(&self, total_fee: i64) -> i64 {
+        total_fee - self.coupon_fee().unwrap_or(0)
+    }
 }
 
 #[derive(Debug)]
@@ -80,8 +94,17 @@ pub(crate) enum StoreError {
     Paid(String),
     #[error("order {0} is closed")]
     Closed(String),
+    #[error("order {0} failed to pay (PAYERROR): WeChat asks for a new order")]
+    PayFailed(String),
+    #[error("order {out_trade_no} is being paid (trade_state {state})")]
+    InProgress {
+        out_trade_no: String,
+        state: TradeState,
+    },
     #[error("transaction_id {0} already paid another order")]
     TransactionIdUsed(String),
+    #[error("coupon_fee must be 1 to the order's total_fee {total_fee}, got {coupon_fee}")]
+    InvalidCoupon { coupon_fee: i64, total_fee: i64 },
     #[error("order {out_trade_no} has no payment to notify (trade_state {state:?})")]
     NotPaid {
         out_trade_no: String,
@@ -185,36 +208,58 @@ impl Store {
         self.read(Lookup::OutTradeNo(out_trade_no), Order::view)
     }
 
-    /// closeorder: a NOTPAY order becomes CLOSED.
+    /// closeorder: an unpaid order (NOTPAY, or PAYERROR, which SPEC §3.3 says should still
+    /// end CLOSED) becomes CLOSED. One the user is paying right now (USERPAYING, ACCEPT) is
+    /// refused: closing under a payment in flight is the race SPEC §3.3 warns about, and the
+    /// payment may still succeed (inference; WeChat documents no error code for it).
     pub(crate) fn close(&self, out_trade_no: &str) -> Result<(), StoreError> {
         let mut orders = self.inner.lock();
         let order = orders.get_mut(out_trade_no)?;
         match order.state {
-            TradeState::Success | TradeState::Refund => {
-                Err(StoreError::Paid(out_trade_no.to_owned()))
+            TradeState::UserPaying | TradeState::Accept => {
+                return Err(StoreError::InProgress {
+                    out_trade_no: out_trade_no.to_owned(),
+                    state: order.state,
+                });
             }
-            TradeState::Closed | TradeState::Revoked => {
-                Err(StoreError::Closed(out_trade_no.to_owned()))
-            }
-            _ => {
-                order.state = TradeState::Closed;
-                Ok(())
-            }
+            // Cannot be paid any more, yet still to be closed.
+            TradeState::PayError => {}
+            _ => order.payable()?,
         }
+        order.state = TradeState::Closed;
+        Ok(())
     }
 
-    /// The user pays: a NOTPAY order becomes SUCCESS with a fresh transaction_id.
+    /// The control API moves an unpaid order to `target` (a state a user's terminal or bank
+    /// causes: USERPAYING, ACCEPT, PAYERROR, REVOKED, or back to NOTPAY). Only orders that
+    /// can still be paid move: NOTPAY, USERPAYING, ACCEPT.
+    pub(crate) fn set_trade_state(
+        &self,
+        out_trade_no: &str,
+        target: TradeState,
+    ) -> Result<SimOrder, StoreError> {
+        let mut orders = self.inner.lock();
+        let order = orders.get_mut(out_trade_no)?;
+        order.payable()?;
+        order.state = target;
+        Ok(order.view())
+    }
+
+    /// The user pays in cash: an order that can still be paid (NOTPAY, USERPAYING, ACCEPT)
+    /// becomes SUCCESS with a fresh transaction_id.
     #[cfg(test)]
     pub(crate) fn mark_paid(&self, out_trade_no: &str) -> Result<Payment, StoreError> {
-        self.mark_paid_as(out_trade_no, None)
+        self.mark_paid_as(out_trade_no, None, None)
     }
 
     /// [`Store::mark_paid`] with the transaction_id chosen by the caller (so a hand-signed
-    /// notification can match WeChat's record); it must not belong to another order.
+    /// notification can match WeChat's record; it must not belong to another order), and
+    /// with a coupon paying `coupon_fee` fen of the order (1 to total_fee).
     pub(crate) fn mark_paid_as(
         &self,
         out_trade_no: &str,
         transaction_id: Option<&str>,
+        coupon_fee: Option<i64>,
     ) -> Result<Payment, StoreError> {
         let mut orders = self.inner.lock();
         if let Some(id) = transaction_id
@@ -223,15 +268,18 @@ impl Store {
             return Err(StoreError::TransactionIdUsed(id.to_owned()));
         }
         let order = orders.get_mut(out_trade_no)?;
-        match order.state {
-            TradeState::Success | TradeState::Refund => {
-                return Err(StoreError::Paid(out_trade_no.to_owned()));
+        order.payable()?;
+        let total_fee = order.terms.total_fee;
+        let coupons = match coupon_fee {
+            None => Vec::new(),
+            Some(fee) if (1..=total_fee).contains(&fee) => vec![Coupon::new(fee)],
+            Some(fee) => {
+                return Err(StoreError::InvalidCoupon {
+                    coupon_fee: fee,
+                    total_fee,
+                });
             }
-            TradeState::Closed | TradeState::Revoked => {
-                return Err(StoreError::Closed(out_trade_no.to_owned()));
-            }
-            _ => {}
-        }
+        };
         let now = Utc::now();
         let payment = Payment {
             transaction_id: transaction_id.map_or_else(|| ids::transaction_id(now), str::to_owned),
@@ -239,6 +287,7 @@ impl Store {
             openid: order.terms.openid.clone().unwrap_or_else(ids::openid),
             bank_type: "OTHERS".into(),
             is_subscribe: "N".into(),
+            coupons,
         };
         order.state = TradeState::Success;
         order.payment = Some(payment.clone());
@@ -287,12 +336,14 @@ impl Store {
                 trade_type: order.terms.trade_type.clone(),
                 bank_type: payment.bank_type.clone(),
                 total_fee: order.terms.total_fee,
-                cash_fee: order.terms.total_fee,
+                cash_fee: payment.cash_fee(order.terms.total_fee),
+                coupons: payment.coupons.clone(),
                 fee_type: order.terms.fee_type.clone(),
                 transaction_id: payment.transaction_id.clone(),
                 out_trade_no: order.out_trade_no.clone(),
                 attach: order.terms.attach.clone(),
                 time_end: payment.time_end,
+                extra_fields: Default::default(),
             };
             Ok((notification, order.terms.notify_url.clone()))
         })?
@@ -351,12 +402,25 @@ impl Order {
         }
     }
 
+    /// Whether the order can still be paid (NOTPAY, USERPAYING, ACCEPT: SPEC §3.3's
+    /// non-terminal states), or why not.
+    fn payable(&self) -> Result<(), StoreError> {
+        let out_trade_no = || self.out_trade_no.clone();
+        match self.state {
+            TradeState::NotPay | TradeState::UserPaying | TradeState::Accept => Ok(()),
+            TradeState::Success | TradeState::Refund => Err(StoreError::Paid(out_trade_no())),
+            TradeState::Closed | TradeState::Revoked => Err(StoreError::Closed(out_trade_no())),
+            TradeState::PayError => Err(StoreError::PayFailed(out_trade_no())),
+        }
+    }
+
     fn view(&self) -> SimOrder {
         SimOrder {
             out_trade_no: self.out_trade_no.clone(),
             trade_state: self.state,
             transaction_id: self.payment.as_ref().map(|p| p.transaction_id.clone()),
             total_fee: self.terms.total_fee,
+            coupon_fee: self.payment.as_ref().and_then(Payment::coupon_fee),
             notify_url: self.terms.notify_url.clone(),
             attempts: self.attempts.clone(),
             delivered: self.delivered,
@@ -430,6 +494,67 @@ mod tests {
             store.mark_paid("nope"),
             Err(StoreError::NotFound("nope".into()))
         );
+    }
+
+    #[test]
+    fn unpaid_states_decide_what_paying_and_closing_do() {
+        let store = Store::default();
+        let in_state = |no: &str, state| {
+            store.create(no, terms(100)).unwrap();
+            store.set_trade_state(no, state).unwrap();
+        };
+        // Being paid: payable, not closable.
+        for (no, state) in [("U1", TradeState::UserPaying), ("A1", TradeState::Accept)] {
+            in_state(no, state);
+            assert!(matches!(
+                store.close(no),
+                Err(StoreError::InProgress { state: s, .. }) if s == state
+            ));
+            assert!(store.mark_paid(no).is_ok());
+        }
+        // Failed: not payable, not movable, closable.
+        in_state("E1", TradeState::PayError);
+        assert_eq!(
+            store.mark_paid("E1"),
+            Err(StoreError::PayFailed("E1".into()))
+        );
+        assert_eq!(
+            store.set_trade_state("E1", TradeState::NotPay),
+            Err(StoreError::PayFailed("E1".into()))
+        );
+        assert_eq!(store.close("E1"), Ok(()));
+        assert_eq!(store.view("E1").unwrap().trade_state, TradeState::Closed);
+        // Revoked: final.
+        in_state("R1", TradeState::Revoked);
+        assert_eq!(store.mark_paid("R1"), Err(StoreError::Closed("R1".into())));
+        assert_eq!(store.close("R1"), Err(StoreError::Closed("R1".into())));
+        // Paid orders do not move.
+        assert_eq!(
+            store.set_trade_state("U1", TradeState::Revoked),
+            Err(StoreError::Paid("U1".into()))
+        );
+    }
+
+    #[test]
+    fn a_coupon_pays_part_of_the_order() {
+        let store = Store::default();
+        store.create("A1", terms(100)).unwrap();
+        for fee in [0, 101, -5] {
+            assert_eq!(
+                store.mark_paid_as("A1", None, Some(fee)),
+                Err(StoreError::InvalidCoupon {
+                    coupon_fee: fee,
+                    total_fee: 100
+                })
+            );
+        }
+        let payment = store.mark_paid_as("A1", None, Some(30)).unwrap();
+        assert_eq!(payment.coupon_fee(), Some(30));
+        assert_eq!(payment.cash_fee(100), 70);
+        assert_eq!(store.view("A1").unwrap().coupon_fee, Some(30));
+        let (notification, _) = store.notification("A1", &Merchant::default()).unwrap();
+        assert_eq!((notification.total_fee, notification.cash_fee), (100, 70));
+        assert_eq!(notification.coupons, payment.coupons);
     }
 
     #[test]

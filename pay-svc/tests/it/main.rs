@@ -12,6 +12,7 @@ mod pki;
 mod reconcile;
 mod rotation;
 mod server;
+mod sim_fidelity;
 mod startup;
 mod support;
 mod tls;

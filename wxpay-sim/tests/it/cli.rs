@@ -162,6 +162,68 @@ async fn pay_attempts_replay_and_stats_drive_a_running_simulator() {
 }
 
 #[tokio::test]
+async fn coupons_trade_states_and_unknown_fields_from_the_cli() {
+    let sim = Sim::start().await;
+    let sim_url = sim.base.as_str();
+    sim.unified_order("C6", 1000, "http://127.0.0.1:9/notify")
+        .await;
+    let (_, out) = run(&[
+        "pay",
+        "C6",
+        "--no-notify",
+        "--coupon-fee",
+        "250",
+        "--sim-url",
+        sim_url,
+    ])
+    .await;
+    assert!(out.contains("total_fee=1000 fen cash_fee=750 fen"), "{out}");
+    let (_, out) = run(&["attempts", "C6", "--sim-url", sim_url]).await;
+    assert!(out.contains("coupon_fee=250"), "{out}");
+
+    sim.unified_order("C7", 1000, "http://127.0.0.1:9/notify")
+        .await;
+    let (_, out) = run(&["trade-state", "C7", "USERPAYING", "--sim-url", sim_url]).await;
+    assert!(out.contains("C7 trade_state=USERPAYING"), "{out}");
+    let error = tool(&["trade-state", "C7", "SUCCESS", "--sim-url", sim_url])
+        .run(&mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("400"), "{error:#}");
+    assert!(Cli::try_parse_from(["wxpay-sim", "trade-state", "C7", "paying"]).is_err());
+    sim.stop().await;
+
+    let receiver = Receiver::start(vec![Reply::success()]).await;
+    let (outcome, out) = run(&[
+        "notify",
+        "--url",
+        &receiver.url,
+        "--out-trade-no",
+        "C8",
+        "--total-fee",
+        "1999",
+        "--coupon-fee",
+        "300",
+        "--unknown-field",
+    ])
+    .await;
+    assert_eq!(outcome, Outcome::Done, "{out}");
+    assert!(out.contains("total_fee=1999 cash_fee=1699"), "{out}");
+    let notification = &receiver.wait_for_hits(1).await[0].fields;
+    assert_eq!(verify(notification, KEY), Ok(SignType::Md5));
+    for (name, value) in [
+        ("total_fee", "1999"),
+        ("cash_fee", "1699"),
+        ("coupon_fee", "300"),
+        ("coupon_count", "1"),
+        ("coupon_fee_0", "300"),
+        wxpay_sim::UNKNOWN_FIELD,
+    ] {
+        assert_eq!(notification[name], value, "{name}");
+    }
+}
+
+#[tokio::test]
 async fn the_binary_signs_with_the_key_from_the_environment() {
     let receiver = Receiver::start(vec![Reply::success()]).await;
     let url = receiver.url.clone();

@@ -1,4 +1,5 @@
-//! Notification delivery over real sockets: WeChat's retry rules at a thousandth of real time.
+//! Notification delivery over real sockets: WeChat's retry rules at a thousandth (or a
+//! hundredth) of real time.
 
 use std::time::Duration;
 
@@ -46,9 +47,15 @@ async fn retries_until_the_success_ack_then_stops() {
     let hits = receiver.hits();
     assert_eq!(hits.len(), 3);
     assert_eq!(sim.client.order("N1").await.unwrap().attempts.len(), 3);
-    // 15 s and 15 s, scaled.
-    assert!(hits[1].at - hits[0].at >= Duration::from_millis(14));
-    assert!(hits[2].at - hits[1].at >= Duration::from_millis(14));
+    // Sent 15 s and 30 s after the first attempt, scaled. (Arrivals can be closer: the first
+    // one also waited for the connection.)
+    let sent_after_first = |n: usize| {
+        (order.attempts[n].at - order.attempts[0].at)
+            .to_std()
+            .unwrap()
+    };
+    assert!(sent_after_first(1) >= Duration::from_millis(14));
+    assert!(sent_after_first(2) >= Duration::from_millis(29));
 
     let notification = &hits[0].fields;
     assert_eq!(hits[0].content_type.as_deref(), Some("text/xml"));
@@ -148,6 +155,74 @@ async fn answers_other_than_the_exact_ack_are_failures() {
         ]
     );
     assert_eq!(order.attempts[2].error.as_deref(), Some("HTTP 500"));
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn an_ack_with_stray_characters_is_resent() {
+    // Each means SUCCESS to a lenient XML reader; WeChat wants the document with nothing
+    // before, after or between the tags (SPEC §1.4).
+    let stray = [
+        SUCCESS_ACK.replace("</return_code>", "</return_code>\n  "),
+        SUCCESS_ACK.replace("</return_code>", "</return_code><!-- handled -->"),
+        format!("{SUCCESS_ACK}\n"),
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{SUCCESS_ACK}"),
+    ];
+    let mut script: Vec<Reply> = stray.iter().map(|body| Reply::text(200, body)).collect();
+    script.push(Reply::success());
+    let receiver = Receiver::start(script).await;
+    let sim = Sim::start().await;
+    sim.unified_order("W1", 1, &receiver.url).await;
+    sim.client.pay("W1", true).await.unwrap();
+    let order = sim
+        .client
+        .wait_for_order("W1", WAIT, |o| o.delivered)
+        .await
+        .unwrap();
+    assert_eq!(order.attempts.len(), stray.len() + 1, "{order:?}");
+    for attempt in &order.attempts[..stray.len()] {
+        assert!(!attempt.success, "{attempt:?}");
+        assert!(
+            attempt.error.as_deref().unwrap().contains("byte for byte"),
+            "{attempt:?}"
+        );
+    }
+    assert!(order.attempts[stray.len()].success);
+    assert_eq!(receiver.hits().len(), stray.len() + 1);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn retries_keep_to_the_schedule_however_slow_the_replies() {
+    // A hundredth of real time: retries due 150, 300 and 600 ms after the first attempt.
+    // Each reply takes 140 ms; waiting the intervals after each reply instead would put the
+    // retries at 290, 580 and 1020 ms.
+    const SLOW_REPLY: Duration = Duration::from_millis(140);
+    const DUE_MS: [u64; 4] = [0, 150, 300, 600];
+    const SLACK: Duration = Duration::from_millis(100);
+    let receiver = Receiver::start(vec![Reply::fail().after(SLOW_REPLY)]).await;
+    let sim = Sim::start_with(Config {
+        time_scale: 0.01,
+        ..fast_config()
+    })
+    .await;
+    sim.unified_order("D1", 1, &receiver.url).await;
+    sim.client.pay("D1", true).await.unwrap();
+    let order = sim
+        .client
+        .wait_for_order("D1", WAIT, |o| o.attempts.len() >= DUE_MS.len())
+        .await
+        .unwrap();
+    let first = order.attempts[0].at;
+    for (attempt, due_ms) in order.attempts.iter().zip(DUE_MS) {
+        assert!(attempt.elapsed_ms >= 130, "{attempt:?}");
+        let due = Duration::from_millis(due_ms);
+        let sent_after_first = (attempt.at - first).to_std().unwrap();
+        assert!(
+            sent_after_first + Duration::from_millis(2) >= due && sent_after_first < due + SLACK,
+            "retry due {due:?} after the first attempt was sent after {sent_after_first:?}"
+        );
+    }
     sim.stop().await;
 }
 

@@ -255,6 +255,7 @@ async fn faults_round_trip_and_bad_ones_are_refused() {
         notify_duplicates: 2,
         notify_shuffle: true,
         notify_shuffle_max_ms: 50,
+        unknown_field: true,
     };
     assert_eq!(sim.client.set_faults(&faults).await.unwrap(), faults);
     assert_eq!(sim.client.faults().await.unwrap(), faults);

@@ -5,6 +5,7 @@
 mod cli;
 mod delivery;
 mod faults;
+mod fidelity;
 mod startup;
 mod support;
 mod wechat_api;

@@ -25,7 +25,15 @@ fn temp_path(name: &str) -> PathBuf {
 #[test]
 fn help_documents_the_cli_and_every_setting() {
     let help = binary::help_naming_every_variable(BINARY, &Cli::command());
-    for command in ["serve", "pay", "attempts", "replay", "stats", "notify"] {
+    for command in [
+        "serve",
+        "pay",
+        "trade-state",
+        "attempts",
+        "replay",
+        "stats",
+        "notify",
+    ] {
         assert!(help.contains(&format!("  {command}")), "{command}:\n{help}");
     }
     assert!(help.contains("wxpay-sim notify --url"), "{help}");
@@ -41,7 +49,7 @@ fn help_documents_the_cli_and_every_setting() {
     }
     let pay = String::from_utf8(run(&["pay", "--help"], &[]).stdout).unwrap();
     assert!(
-        pay.contains("--transaction-id") && pay.contains("SIM_URL"),
+        pay.contains("--transaction-id") && pay.contains("--coupon-fee") && pay.contains("SIM_URL"),
         "{pay}"
     );
 }

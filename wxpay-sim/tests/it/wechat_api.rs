@@ -10,6 +10,26 @@ use crate::support::{KEY, Sim, merchant_fields, order_request, with};
 
 const NOTIFY_URL: &str = "http://127.0.0.1:9/wxpay/notify";
 
+/// An orderquery answer's fields other than the protocol ones and trade_state(_desc).
+pub fn business_fields(answer: &paynotify::wxpay::Fields) -> Vec<&str> {
+    const PROTOCOL: [&str; 9] = [
+        "return_code",
+        "return_msg",
+        "appid",
+        "mch_id",
+        "nonce_str",
+        "sign",
+        "result_code",
+        "trade_state",
+        "trade_state_desc",
+    ];
+    answer
+        .keys()
+        .map(String::as_str)
+        .filter(|name| !PROTOCOL.contains(name))
+        .collect()
+}
+
 #[tokio::test]
 async fn unifiedorder_answers_a_signed_prepay_and_code_url() {
     let sim = Sim::start().await;
@@ -163,8 +183,7 @@ async fn orderquery_reports_each_trade_state() {
     assert_eq!(unpaid["result_code"], "SUCCESS");
     assert_eq!(unpaid["trade_state"], "NOTPAY");
     assert_eq!(unpaid["trade_state_desc"], "订单未支付");
-    assert!(!unpaid.contains_key("transaction_id"));
-    assert!(!unpaid.contains_key("attach"));
+    assert_eq!(business_fields(&unpaid), ["out_trade_no"]);
 
     let paid = sim.client.pay("Q1", false).await.unwrap();
     assert_eq!(paid.total_fee, 1999);
@@ -210,12 +229,17 @@ async fn orderquery_reports_each_trade_state() {
     let neither = sim.call("/pay/orderquery", query(&[])).await;
     assert_eq!(neither["err_code"], "PARAM_ERROR");
 
+    // Not SUCCESS: "only out_trade_no (always) and attach (optional)" besides the state
+    // (SPEC §3.2); attach because the order was paid.
     sim.client.refund("Q1").await.unwrap();
     let refunded = sim
         .call("/pay/orderquery", query(&[("out_trade_no", "Q1")]))
         .await;
+    assert_eq!(verify(&refunded, KEY), Ok(SignType::Md5));
     assert_eq!(refunded["trade_state"], "REFUND");
-    assert_eq!(refunded["transaction_id"], paid.transaction_id);
+    assert_eq!(refunded["trade_state_desc"], "转入退款");
+    assert_eq!(refunded["attach"], "支付测试");
+    assert_eq!(business_fields(&refunded), ["attach", "out_trade_no"]);
 
     let stats = sim.client.stats().await.unwrap();
     assert_eq!(stats.orderquery_calls, 7);
