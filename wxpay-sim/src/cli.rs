@@ -365,6 +365,14 @@ fn print_replay(out: &mut impl Write, result: &ReplayResult) -> std::io::Result<
 /// `wxpay-sim notify`: what WeChat would send, and what it would make of the reply.
 async fn notify(mut args: NotifyArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
     args.merchant.resolve_key_file()?;
+    if let Some(fee) = args.coupon_fee
+        && !(1..=args.total_fee).contains(&fee)
+    {
+        anyhow::bail!(
+            "--coupon-fee must be 1 to --total-fee ({}) fen",
+            args.total_fee
+        );
+    }
     let mut notification = Notification::paid(
         &args.merchant.appid,
         &args.merchant.mch_id,

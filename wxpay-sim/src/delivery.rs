@@ -9,7 +9,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use paynotify::wxpay::reply::{SUCCESS_ACK, is_success_ack};
+use paynotify::wxpay::reply::is_success_ack;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -73,13 +73,47 @@ impl NotifyReply {
     }
 }
 
-/// Whether a reply body acknowledges a notification: exactly the SUCCESS ack of SPEC §1.4
-/// (vector V2-REPLY), byte for byte. WeChat counts a reply with "stray characters before/after
-/// the document or between tags" as failed, so no declaration, comment, whitespace or
-/// trailing newline is tolerated, and `return_msg` must be `OK`. Stricter than
-/// [`is_success_ack`], which judges a reply's meaning for the services' own use.
+/// Whether a reply body acknowledges a notification, as WeChat judges it (SPEC §1.4): `<xml>`
+/// holding `return_code` SUCCESS and optionally `return_msg` (any text), each as CDATA or plain
+/// text, and nothing else — WeChat counts "stray characters before/after the document or
+/// between tags" as a failure, so no declaration, comment, whitespace or trailing newline.
+/// Stricter than [`is_success_ack`], which judges a reply's meaning for the services' own use.
 pub fn is_exact_success_ack(body: &[u8]) -> bool {
-    body == SUCCESS_ACK.as_bytes()
+    let Some(fields) = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| text.strip_prefix("<xml>"))
+        .and_then(|text| text.strip_suffix("</xml>"))
+    else {
+        return false;
+    };
+    match field(fields, "return_code") {
+        Some(("SUCCESS", "")) => true,
+        Some(("SUCCESS", rest)) => {
+            field(rest, "return_msg").is_some_and(|(_, rest)| rest.is_empty())
+        }
+        _ => false,
+    }
+}
+
+/// `<name>value</name>` at the start of `text`, the value CDATA or plain text: the value and
+/// what follows the field.
+fn field<'a>(text: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    let text = text
+        .strip_prefix('<')?
+        .strip_prefix(name)?
+        .strip_prefix('>')?;
+    let close = format!("</{name}>");
+    let end = text.find(&close)?;
+    let raw = &text[..end];
+    let value = match raw
+        .strip_prefix("<![CDATA[")
+        .and_then(|value| value.strip_suffix("]]>"))
+    {
+        Some(value) => value,
+        None if !raw.contains('<') => raw,
+        None => return None,
+    };
+    Some((value, &text[end + close.len()..]))
 }
 
 /// Posts one notification to `url` (`Content-Type: text/xml`) and judges the reply: 2xx with
@@ -300,6 +334,7 @@ fn attempt_offsets() -> impl Iterator<Item = Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paynotify::wxpay::reply::SUCCESS_ACK;
 
     #[test]
     fn the_schedule_totals_24_hours_4_minutes() {
@@ -335,18 +370,32 @@ mod tests {
     }
 
     #[test]
-    fn only_the_exact_ack_counts() {
-        assert!(is_exact_success_ack(SUCCESS_ACK.as_bytes()));
+    fn only_a_conforming_ack_counts() {
         let ack = SUCCESS_ACK;
+        // return_msg is optional and free text; values may be CDATA or plain text.
+        for conforming in [
+            ack.to_owned(),
+            ack.replace("<![CDATA[OK]]>", "OK"),
+            ack.replace("OK", "成功"),
+            "<xml><return_code>SUCCESS</return_code></xml>".to_owned(),
+            "<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>".to_owned(),
+            "<xml><return_code>SUCCESS</return_code><return_msg></return_msg></xml>".to_owned(),
+        ] {
+            assert!(is_exact_success_ack(conforming.as_bytes()), "{conforming}");
+        }
         for near_miss in [
             format!("{ack}\n"),
             format!("\n{ack}"),
             format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{ack}"),
             ack.replace("</return_code>", "</return_code>\n  "),
             ack.replace("</return_code>", "</return_code><!-- ok -->"),
-            ack.replace("<![CDATA[OK]]>", "OK"),
-            ack.replace("OK", "成功"),
-            "<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>".to_owned(),
+            ack.replace("SUCCESS", "FAIL"),
+            ack.replace("SUCCESS", "success"),
+            ack.replace("return_msg", "msg"),
+            format!("{ack}<xml></xml>"),
+            "<xml><return_msg>OK</return_msg><return_code>SUCCESS</return_code></xml>".to_owned(),
+            "<xml><return_code>SUCCESS<b/></return_code></xml>".to_owned(),
+            "ok".to_owned(),
             String::new(),
         ] {
             assert!(!is_exact_success_ack(near_miss.as_bytes()), "{near_miss}");
