@@ -16,10 +16,11 @@ use tonic::transport::Server;
 use crate::wxpay::xml::MAX_BODY_BYTES;
 
 /// The largest request message a service decodes. The largest legitimate one is pay-svc's
-/// `ConfirmPayment`: the fields of a notification body of at most [`MAX_BODY_BYTES`] (64 KiB),
-/// which take about as many bytes as protobuf as they did as XML (a few bytes more per field at
-/// most, and every field costs at least `<a></a>` in XML). Twice that leaves room; the rest of
-/// the API (order ids, amounts, a page token) is far smaller. tonic's default is 4 MiB.
+/// `ConfirmPayment`: the fields of a notification body of at most [`MAX_BODY_BYTES`] (64 KiB)
+/// as a protobuf map. A map entry costs a few bytes more than its name and value, an XML field
+/// a few more still (`<ab/>`, the shortest, is five bytes for a six-byte entry), so the worst
+/// body, all short empty fields, encodes to about 1.2 times its size. Twice it leaves room; the
+/// rest of the API (order ids, amounts, a page token) is far smaller. tonic's default is 4 MiB.
 pub const MAX_DECODING_MESSAGE_SIZE: usize = 2 * MAX_BODY_BYTES;
 
 /// The most streams (calls) one connection may have open at once
@@ -113,6 +114,34 @@ mod tests {
             fields: [("a".to_owned(), value)].into(),
         };
         assert!(request.encoded_len() <= MAX_BODY_BYTES + 16);
+        assert!(request.encoded_len() < MAX_DECODING_MESSAGE_SIZE);
+    }
+
+    #[test]
+    fn a_confirm_payment_of_the_most_fields_a_body_holds_fits() {
+        use crate::proto::pay::v1::ConfirmPaymentRequest;
+        use prost::Message;
+        // As many distinct empty fields as the body holds: the worst case by fields. Names of
+        // three letters (`<abc/>`, six bytes) are the shortest that come in such numbers.
+        let mut body = String::from("<xml>");
+        let letters = ('a'..='z').chain('A'..='Z');
+        let names = letters
+            .clone()
+            .flat_map(|a| letters.clone().map(move |b| (a, b)))
+            .flat_map(|(a, b)| letters.clone().map(move |c| format!("{a}{b}{c}")));
+        for name in names {
+            let field = format!("<{name}/>");
+            if body.len() + field.len() + "</xml>".len() > MAX_BODY_BYTES {
+                break;
+            }
+            body.push_str(&field);
+        }
+        body.push_str("</xml>");
+        let fields = crate::wxpay::xml::parse(body.as_bytes()).unwrap();
+        assert!(fields.len() > 10_000, "{}", fields.len());
+        let request = ConfirmPaymentRequest {
+            fields: fields.into_iter().collect(),
+        };
         assert!(request.encoded_len() < MAX_DECODING_MESSAGE_SIZE);
     }
 }

@@ -114,7 +114,7 @@ pub struct Options {
 
     /// The order database; default: a fresh SQLite file in the work directory. With another
     /// database the growth scenario counts the rows already there.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// order-svc's pool size (DB_MAX_CONNECTIONS); default: order-svc's own default.

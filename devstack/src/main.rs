@@ -45,7 +45,12 @@ struct Args {
     #[arg(long, env = "WXPAY_NOTIFY_URL")]
     notify_url: Option<String>,
     /// sqlite://, postgres:// or mysql:// URL of the order database.
-    #[arg(long, env = "DATABASE_URL", default_value = order_svc::config::DEFAULT_DATABASE_URL)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = order_svc::config::DEFAULT_DATABASE_URL
+    )]
     database_url: String,
     /// The token pay-svc requires and the gateway sends (the README's grpcurl examples send
     /// it to pay-svc).

@@ -391,7 +391,7 @@ impl Config {
             (None, Some(_)) => {
                 return Err(invalid(
                     "ORDER_SVC_AUTH_TOKEN",
-                    "required with GRPC_AUTH_TOKEN (or ORDER_SVC_AUTH_TOKEN_FILE): the token pay-svc sends to order-svc, different from GRPC_AUTH_TOKEN so that the gateway's token does not open order-svc",
+                    "required with GRPC_AUTH_TOKEN (or ORDER_SVC_AUTH_TOKEN_FILE): the token pay-svc sends to order-svc, different from GRPC_AUTH_TOKEN so that the gateway's token does not open order-svc (an order-svc that runs without authentication ignores it)",
                 ));
             }
             // pay-svc itself runs open (GRPC_ALLOW_UNAUTHENTICATED): its calls may too.

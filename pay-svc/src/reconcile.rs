@@ -348,7 +348,8 @@ async fn settle(
             tracing::warn!(
                 event = "reconcile.refunded_unrecorded",
                 out_trade_no,
-                transaction_id = %query.transaction_id,
+                // orderquery names no transaction outside SUCCESS (SPEC §3.2): the merchant
+                // platform finds the refund by out_trade_no.
                 "WeChat reports a refunded payment for an order never recorded as paid; left unpaid"
             );
             Ok(Some(Action::Refunded))

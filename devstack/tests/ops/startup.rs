@@ -48,6 +48,16 @@ fn help_lists_every_setting_and_its_environment_variable() {
 }
 
 #[test]
+fn help_hides_the_database_password() {
+    let url = "postgres://orders:pw-s3cret@db.internal/orders";
+    let output = run(&["--help"], &[("DATABASE_URL", url)]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("[env: DATABASE_URL"), "{help}");
+    assert!(!help.contains("pw-s3cret"), "{help}");
+}
+
+#[test]
 fn bad_settings_stop_the_start_naming_the_setting() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("SIM_TIME_SCALE", "0")], "SIM_TIME_SCALE"),

@@ -62,7 +62,7 @@ pub async fn prepare_schema(db: &DatabaseConnection, mode: SchemaMode) -> anyhow
 /// `sqlite://data/orders.db?mode=rwc` may create the file but not its directory.
 fn create_sqlite_parent_dir(database_url: &str) -> anyhow::Result<()> {
     let options = SqliteConnectOptions::from_str(database_url)
-        .with_context(|| format!("DATABASE_URL {database_url:?} is not a SQLite URL"))?;
+        .with_context(|| format!("DATABASE_URL {} is not a SQLite URL", redact(database_url)))?;
     let file = options.get_filename();
     let in_memory = file.to_string_lossy().starts_with("file:") || database_url.contains("memory");
     if let Some(dir) = file
