@@ -1,5 +1,6 @@
 //! The database after the run, read directly: every order the run paid is paid exactly once,
-//! by the expected transaction, with exactly one paid log row and no anomaly. Anything else is
+//! by the expected transaction, with exactly one paid log row of the order's amount and no
+//! anomaly. Anything else is
 //! a correctness failure, however fast the run was.
 
 use std::collections::HashMap;
@@ -52,17 +53,19 @@ pub async fn paid_exactly_once(
             .query_all_raw(Statement::from_string(
                 backend,
                 format!(
-                    "SELECT id, pay_status, order_status, transaction_id FROM tb_order \
+                    "SELECT id, pay_status, order_status, transaction_id, pay_money FROM tb_order \
                      WHERE id IN ({list})"
                 ),
             ))
             .await?;
         let mut found: HashMap<String, (String, String, String)> = HashMap::new();
+        let mut amounts: HashMap<String, Option<i32>> = HashMap::new();
         for row in orders {
             let id: String = row.try_get("", "id")?;
             let pay: Option<String> = row.try_get("", "pay_status")?;
             let status: Option<String> = row.try_get("", "order_status")?;
             let transaction: Option<String> = row.try_get("", "transaction_id")?;
+            amounts.insert(id.clone(), row.try_get("", "pay_money")?);
             found.insert(
                 id,
                 (
@@ -75,7 +78,10 @@ pub async fn paid_exactly_once(
         let logs = db
             .query_all_raw(Statement::from_string(
                 backend,
-                format!("SELECT order_id, pay_status FROM tb_order_log WHERE order_id IN ({list})"),
+                format!(
+                    "SELECT order_id, pay_status, money FROM tb_order_log \
+                     WHERE order_id IN ({list})"
+                ),
             ))
             .await?;
         let mut paid_logs: HashMap<String, usize> = HashMap::new();
@@ -83,9 +89,16 @@ pub async fn paid_exactly_once(
         for row in logs {
             let order_id: Option<String> = row.try_get("", "order_id")?;
             let pay: Option<String> = row.try_get("", "pay_status")?;
+            let money: Option<i32> = row.try_get("", "money")?;
             let order_id = order_id.unwrap_or_default();
             *all_logs.entry(order_id.clone()).or_default() += 1;
             if pay.as_deref() == Some("1") {
+                let pay_money = amounts.get(&order_id).copied().flatten();
+                if money != pay_money {
+                    report.problem(format!(
+                        "order {order_id}: paid log row of {money:?} fen, the order is {pay_money:?}"
+                    ));
+                }
                 *paid_logs.entry(order_id).or_default() += 1;
             }
         }
