@@ -57,7 +57,15 @@ fn a_small_run_measures_every_phase_and_checks_the_database() {
         ]
     );
     for phase in phases {
-        assert_eq!(phase["requests"], 200, "{phase:#}");
+        // The cheap floors repeat their requests ten times, so they last long enough to read.
+        let name = phase["name"].as_str().unwrap();
+        let cheap = [
+            "floor: bare HTTP ack",
+            "floor: GetOrder gRPC",
+            "floor: bare gRPC (health Check)",
+        ];
+        let requests = if cheap.contains(&name) { 2000 } else { 200 };
+        assert_eq!(phase["requests"], requests, "{phase:#}");
         assert_eq!(phase["failed"], 0, "{phase:#}");
         assert!(
             phase["throughput_per_s"].as_f64().unwrap() > 0.0,
