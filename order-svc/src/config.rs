@@ -190,6 +190,7 @@ impl TryFrom<Args> for Config {
 
     fn try_from(args: Args) -> anyhow::Result<Self> {
         let backend = backend_of(args.database_url.expose())?;
+        crate::db::url_params::check_known(args.database_url.expose(), backend)?;
         let max_connections = args
             .db_max_connections
             .unwrap_or_else(|| default_max_connections(backend));

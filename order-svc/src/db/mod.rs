@@ -4,6 +4,7 @@
 pub mod entities;
 pub mod migration;
 pub mod schema;
+pub mod url_params;
 
 use std::path::Path;
 use std::str::FromStr;

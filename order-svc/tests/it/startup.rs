@@ -62,6 +62,14 @@ fn bad_settings_stop_the_start_naming_the_setting() {
             &[token, ("DATABASE_URL", "oracle://db/orders")],
             "DATABASE_URL",
         ),
+        // A misspelt sslmode would otherwise connect without TLS.
+        (
+            &[
+                token,
+                ("DATABASE_URL", "postgres://db/orders?sslmde=require"),
+            ],
+            "`sslmde`",
+        ),
         (&[token, ("DB_MAX_CONNECTIONS", "0")], "DB_MAX_CONNECTIONS"),
         (
             &[token, ("DB_ACQUIRE_TIMEOUT_MS", "0")],
