@@ -54,25 +54,27 @@ pub fn check_known(database_url: &str, backend: DbBackend) -> anyhow::Result<()>
         DbBackend::MySql => ("MySQL", MYSQL),
         _ => return Ok(()),
     };
-    let Some((_, query)) = database_url.split_once('?') else {
-        return Ok(());
+    // A password with an unencoded `?`, `/` or `#` puts its rest in the "query": nothing in
+    // there may be quoted then. `redact` tells such a URL apart.
+    let unreadable = || {
+        anyhow::anyhow!(
+            "DATABASE_URL cannot be read as a URL: percent-encode `?`, `/`, `@` and `#` in the \
+             user name and password"
+        )
     };
-    for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
+    if super::redact(database_url) == super::UNPARSEABLE {
+        return Err(unreadable());
+    }
+    let url = url::Url::parse(database_url).map_err(|_| unreadable())?;
+    for (name, _) in url.query_pairs() {
         let options_entry =
             backend == DbBackend::Postgres && name.starts_with("options[") && name.ends_with(']');
         if known.contains(&name.as_ref()) || options_entry {
             continue;
         }
-        // A password with an unencoded `?` puts its rest, and the host, in the "query": not
-        // something to quote.
-        if name.contains(['@', '/', ':', '#']) {
-            bail!(
-                "DATABASE_URL cannot be read as a URL: percent-encode `?`, `/`, `@` and `#` in \
-                 the user name and password"
-            );
-        }
         bail!(
-            "DATABASE_URL has a parameter sqlx does not read: `{}` ({engine} takes {})",
+            "DATABASE_URL has a parameter sqlx does not read, so it would have no effect: `{}` \
+             (remove it; {engine} takes {})",
             paynotify::loggable(&name, 40),
             known.join(", ")
         );
@@ -93,6 +95,7 @@ mod tests {
     fn parameters_sqlx_reads_pass() {
         for url in [
             "postgres://app:pw@db/orders",
+            "postgres:///orders?host=/run/postgresql&user=app",
             "postgres://app:pw@db/orders?sslmode=verify-full&sslrootcert=/ca.pem",
             "postgres://app@db/orders?application_name=order-svc&options[statement_timeout]=5s",
             "mysql://app:pw@db/orders?ssl-mode=REQUIRED&charset=utf8mb4&time-zone=%2B08:00",
@@ -117,8 +120,15 @@ mod tests {
 
     #[test]
     fn a_password_with_an_unencoded_question_mark_is_not_quoted() {
-        let refused = check("postgres://app:se?cret@db/orders").unwrap_err();
-        assert!(!refused.contains("cret"), "{refused}");
-        assert!(refused.contains("percent-encode"), "{refused}");
+        for (url, part) in [
+            ("postgres://app:se?cret@db/orders", "cret"),
+            ("postgres://app:ab?cd&ef@db/orders", "cd"),
+            ("postgres://app:x?Secret=1@db/orders", "Secret"),
+            ("mysql://app:p#q?r=s@db/orders", "`r`"),
+        ] {
+            let refused = check(url).unwrap_err();
+            assert!(!refused.contains(part), "{url}: {refused}");
+            assert!(refused.contains("percent-encode"), "{url}: {refused}");
+        }
     }
 }
