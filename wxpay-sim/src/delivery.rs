@@ -1,6 +1,6 @@
 //! Notification delivery by WeChat's rules (SPEC §1.4–1.5): POST the signed XML to the order's
-//! notify_url; only a 2xx reply whose body is byte for byte the SUCCESS ack, within the
-//! deadline, stops the retries. Retries follow WeChat's 15 s … 6 h schedule, scaled by the time
+//! notify_url; only a 2xx reply whose body is a conforming SUCCESS ack, within the deadline,
+//! stops the retries. Retries follow WeChat's 15 s … 6 h schedule, scaled by the time
 //! scale, at fixed offsets from the first attempt, so slow replies do not push later attempts
 //! back. Every attempt is recorded on the order. Schedules run as background tasks that end
 //! on shutdown. The notification faults apply per attempt: dropped, sent as N concurrent
@@ -74,24 +74,38 @@ impl NotifyReply {
 }
 
 /// Whether a reply body acknowledges a notification, as WeChat judges it (SPEC §1.4): `<xml>`
-/// holding `return_code` SUCCESS and optionally `return_msg` (any text), each as CDATA or plain
-/// text, and nothing else — WeChat counts "stray characters before/after the document or
-/// between tags" as a failure, so no declaration, comment, whitespace or trailing newline.
-/// Stricter than [`is_success_ack`], which judges a reply's meaning for the services' own use.
+/// holding `return_code` SUCCESS and optionally `return_msg` (any text), in either order, each
+/// as CDATA or plain text, with nothing else in or around it but whitespace between the fields
+/// (the reply WeChat's support gives is indented so). "Stray characters before/after the
+/// document or between tags" fail: a declaration, a comment, another field, text such as a
+/// literal `\n`, anything after `</xml>`. Stricter than [`is_success_ack`], which judges a
+/// reply's meaning for the services' own use.
 pub fn is_exact_success_ack(body: &[u8]) -> bool {
-    let Some(fields) = std::str::from_utf8(body)
+    let Some(mut rest) = std::str::from_utf8(body)
         .ok()
         .and_then(|text| text.strip_prefix("<xml>"))
         .and_then(|text| text.strip_suffix("</xml>"))
     else {
         return false;
     };
-    match field(fields, "return_code") {
-        Some(("SUCCESS", "")) => true,
-        Some(("SUCCESS", rest)) => {
-            field(rest, "return_msg").is_some_and(|(_, rest)| rest.is_empty())
+    let (mut code, mut message) = (None, None);
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if rest.is_empty() {
+            return code == Some("SUCCESS");
         }
-        _ => false,
+        let (slot, found) = match field(rest, "return_code") {
+            Some(found) => (&mut code, found),
+            None => match field(rest, "return_msg") {
+                Some(found) => (&mut message, found),
+                None => return false,
+            },
+        };
+        let (value, after) = found;
+        if slot.replace(value).is_some() {
+            return false;
+        }
+        rest = after;
     }
 }
 
@@ -150,9 +164,9 @@ pub async fn post_notification(
                 let quoted: String = text.chars().take(QUOTED_REPLY_CHARS).collect();
                 // Say why a reply that means SUCCESS still fails: the usual surprise.
                 let why = if is_success_ack(&body) {
-                    "reply means SUCCESS but is not byte for byte the SUCCESS ack WeChat \
-                     expects (no declaration, comment, whitespace or newline; CDATA and \
-                     return_msg OK as given)"
+                    "reply means SUCCESS but is not the conforming SUCCESS ack WeChat \
+                     expects (<xml> with return_code and return_msg only: no declaration, \
+                     comment, other field or text outside the tags)"
                 } else {
                     "reply is not the SUCCESS ack"
                 };
@@ -375,6 +389,11 @@ mod tests {
         // return_msg is optional and free text; values may be CDATA or plain text.
         for conforming in [
             ack.to_owned(),
+            // As WeChat's support gives it (SPEC §1.4), and the fields the other way round.
+            "<xml>\n  <return_code><![CDATA[SUCCESS]]></return_code>\n  \
+             <return_msg><![CDATA[OK]]></return_msg>\n</xml>"
+                .to_owned(),
+            "<xml><return_msg>OK</return_msg><return_code>SUCCESS</return_code></xml>".to_owned(),
             ack.replace("<![CDATA[OK]]>", "OK"),
             ack.replace("OK", "成功"),
             "<xml><return_code>SUCCESS</return_code></xml>".to_owned(),
@@ -387,13 +406,15 @@ mod tests {
             format!("{ack}\n"),
             format!("\n{ack}"),
             format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{ack}"),
-            ack.replace("</return_code>", "</return_code>\n  "),
+            ack.replace("</return_code>", "</return_code>\\n"),
             ack.replace("</return_code>", "</return_code><!-- ok -->"),
             ack.replace("SUCCESS", "FAIL"),
             ack.replace("SUCCESS", "success"),
             ack.replace("return_msg", "msg"),
             format!("{ack}<xml></xml>"),
-            "<xml><return_msg>OK</return_msg><return_code>SUCCESS</return_code></xml>".to_owned(),
+            "<xml><return_code>SUCCESS</return_code><return_code>SUCCESS</return_code></xml>"
+                .to_owned(),
+            "<xml><return_msg>OK</return_msg></xml>".to_owned(),
             "<xml><return_code>SUCCESS<b/></return_code></xml>".to_owned(),
             "ok".to_owned(),
             String::new(),
