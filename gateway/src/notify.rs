@@ -89,7 +89,9 @@ pub async fn handle(
         });
         request.set_timeout(upstream_timeout);
         if let Ok(value) = MetadataValue::try_from(request_id) {
-            request.metadata_mut().insert("x-request-id", value);
+            request
+                .metadata_mut()
+                .insert(paynotify::grpc_server::REQUEST_ID_HEADER, value);
         }
         let mut client = PayServiceClient::with_interceptor(channel, auth.clone());
         async move { client.confirm_payment(request).await }

@@ -8,7 +8,7 @@ use std::future::Future;
 use paynotify::auth::AttachBearer;
 use tonic::{Request, Status, metadata::AsciiMetadataValue, service::Interceptor};
 
-pub const HEADER: &str = "x-request-id";
+pub const HEADER: &str = paynotify::grpc_server::REQUEST_ID_HEADER;
 
 tokio::task_local! {
     static REQUEST_ID: AsciiMetadataValue;
