@@ -255,20 +255,23 @@ impl Caller for NotifyCaller {
 
 /// The order in which a run posts notifications: every order's first notification once, plus
 /// duplicates so that `dup_ratio` of all posts repeat an earlier one. A duplicate lands at a
-/// random place after its original, as WeChat's resends from several servers arrive;
-/// concurrent workers may still have both in flight at once.
+/// random place within a window behind its original (a tenth of the plan), as WeChat's resends
+/// from several servers arrive some time after the first copy: past the first window the share
+/// of duplicates stays level instead of piling up towards the end, so a run measures one steady
+/// mix. Concurrent workers may still have both copies in flight at once.
 pub fn plan(orders: usize, dup_ratio: f64, rng: &mut impl rand::Rng) -> Vec<usize> {
     if orders == 0 || dup_ratio <= 0.0 {
         return (0..orders).collect();
     }
     let ratio = dup_ratio.min(0.99);
     let duplicates = ((orders as f64) * ratio / (1.0 - ratio)).round() as usize;
+    let window = (orders as f64 / 10.0).max(1.0);
     // Originals sit at positions 0, 1, 2, ...; a duplicate of order o gets a position drawn
-    // from (o, orders), so sorting by position keeps it behind its original.
+    // from (o, o + window], so sorting by position keeps it behind its original.
     let mut positioned: Vec<(f64, usize)> = (0..orders).map(|o| (o as f64, o)).collect();
     for _ in 0..duplicates {
         let order = rng.random_range(0..orders);
-        let position = rng.random_range(order as f64..orders as f64) + 0.5;
+        let position = order as f64 + rng.random_range(0.0..window) + 0.5;
         positioned.push((position, order));
     }
     positioned.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -328,5 +331,32 @@ mod tests {
             .map(|order| plan.iter().position(|&o| o == order).unwrap())
             .collect();
         assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{plan:?}");
+    }
+
+    #[test]
+    fn duplicates_are_spread_evenly_after_the_first_window() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let orders = 20_000;
+        let plan = plan(orders, 0.5, &mut rng);
+        // Mark each post as first or duplicate, then count duplicates per tenth of the plan.
+        let mut seen = vec![false; orders];
+        let is_duplicate: Vec<bool> = plan
+            .iter()
+            .map(|&order| std::mem::replace(&mut seen[order], true))
+            .collect();
+        let tenth = plan.len() / 10;
+        let shares: Vec<f64> = is_duplicate
+            .chunks(tenth)
+            .take(10)
+            .map(|chunk| chunk.iter().filter(|&&d| d).count() as f64 / chunk.len() as f64)
+            .collect();
+        // The first tenth fills up and the last drains; the tenths between hold the asked-for
+        // half (with uniform placement the later tenths held far more than the earlier).
+        for (i, share) in shares.iter().enumerate().take(9).skip(1) {
+            assert!(
+                (0.45..=0.55).contains(share),
+                "tenth {i}: {share:.2} in {shares:.2?}"
+            );
+        }
     }
 }
