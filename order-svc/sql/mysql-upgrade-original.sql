@@ -2,7 +2,8 @@
 -- for operators who run order-svc with DB_MIGRATE=false. Starting order-svc once with
 -- DB_MIGRATE=true does the same (and only what is missing).
 
--- Payments that could not be applied (order paid by another transaction, or closed), once each.
+-- Payments that could not be applied (order paid by another transaction, closed, or in a state
+-- order-svc does not pay from; or the transaction already paid another order), once each.
 CREATE TABLE IF NOT EXISTS `pay_anomaly` (
   `order_id` varchar(200) NOT NULL,
   `transaction_id` varchar(32) NOT NULL,

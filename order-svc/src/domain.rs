@@ -287,7 +287,8 @@ pub fn paid_remarks(transaction_id: &str) -> String {
     fit_remarks(&format!("交易流水号：{transaction_id}"))
 }
 
-/// The log remark of a payment that could not be applied; names both transactions.
+/// The log remark of a payment that could not be applied; names the payment's transaction and,
+/// for an order paid by another, that one too.
 pub fn conflict_remarks(
     kind: pay_anomaly::Kind,
     notice: &PaymentNotice,
@@ -310,6 +311,10 @@ pub fn conflict_remarks(
             notice.amount_fen,
             order.pay_status.as_deref().unwrap_or("空"),
             order.order_status.as_deref().unwrap_or("空")
+        ),
+        pay_anomaly::Kind::TransactionReused => format!(
+            "流水号重复：交易流水号：{} 金额{}分，已支付其他订单",
+            notice.transaction_id, notice.amount_fen
         ),
     };
     fit_remarks(&remark)
@@ -533,6 +538,13 @@ mod tests {
         let remark = conflict_remarks(pay_anomaly::Kind::PaidInUnexpectedState, &notice, &failed);
         assert!(remark.chars().count() <= MAX_REMARKS_CHARS, "{remark}");
         assert!(remark.contains("支付状态2订单状态0"), "{remark}");
+        let remark = conflict_remarks(
+            pay_anomaly::Kind::TransactionReused,
+            &notice,
+            &blank_order(),
+        );
+        assert!(remark.chars().count() <= MAX_REMARKS_CHARS, "{remark}");
+        assert!(remark.contains(&"4".repeat(32)), "{remark}");
         assert_eq!(paid_remarks("4200"), "交易流水号：4200");
         assert_eq!(fit_remarks(&"长".repeat(150)).chars().count(), 100);
         Ok(())

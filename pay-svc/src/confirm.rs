@@ -140,8 +140,10 @@ pub fn verdict_for(mark_paid: MarkPaid) -> Verdict {
         },
         MarkPaid::AmountRejected(detail) => Verdict::new(NotifyOutcome::AmountMismatch, detail),
         // WeChat confirmed this payment, yet order-svc cannot apply it: a conflict for a person,
-        // not a forged amount. (Unlike PAYMENT_CONFLICT, nothing was recorded in pay_anomaly;
-        // order-svc's WARN line says which refusal it was.)
+        // not a forged amount. A transaction_reused refusal comes only after order-svc has
+        // recorded the payment in pay_anomaly, as for PAYMENT_CONFLICT (had that failed,
+        // order-svc would have answered an error, not the refusal); order-svc's WARN line says
+        // which refusal it was.
         MarkPaid::TransactionReused(detail) | MarkPaid::Refused(detail) => Verdict::new(
             NotifyOutcome::PaymentConflict,
             format!("order-svc refused the confirmed payment: {detail}"),

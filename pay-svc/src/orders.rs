@@ -54,7 +54,8 @@ pub enum MarkPaid {
     /// FAILED_PRECONDITION for `amount_mismatch`: the amount is not the order's pay_money.
     AmountRejected(String),
     /// FAILED_PRECONDITION for `transaction_reused`: the WeChat transaction already paid
-    /// another order; nothing was written.
+    /// another order; the order was not changed, and order-svc recorded the payment in
+    /// pay_anomaly.
     TransactionReused(String),
     /// Any other FAILED_PRECONDITION: the order is in a state order-svc does not pay from (an
     /// order-svc too old to record that as an anomaly), or a refusal this pay-svc does not know.

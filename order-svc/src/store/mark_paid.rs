@@ -9,6 +9,13 @@
 //!
 //! `apply` is the decision inside a transaction it is given; on SQLite that is shared with
 //! the other payments of a group commit ([`super::paid_writer`]), elsewhere it is its own.
+//!
+//! A payment whose transaction already paid another order is refused by the UPDATE itself
+//! (the unique index on `transaction_id`), before anything is written: PostgreSQL aborts the
+//! transaction there, and a SQLite group goes on only because the refusal wrote nothing. So it
+//! is recorded in `pay_anomaly` afterwards, in a short transaction of its own, once the
+//! refusal's has ended ([`OrderStore::record_reused`]); payments that are not refused never
+//! pay for it.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -41,20 +48,38 @@ impl Applied {
             tracing::info!("order marked paid");
         }
         if let Some(kind) = self.new_anomaly {
-            tracing::warn!(
-                event = "order.payment_anomaly",
-                kind = kind.as_str(),
-                transaction_id = %notice.transaction_id,
-                amount_fen = notice.amount_fen,
-                "payment conflict recorded for refund"
-            );
-            crate::metrics::anomaly(kind);
+            announce_anomaly(kind, notice);
         }
     }
 }
 
+/// Logs and counts an anomaly recorded for the first time, once its transaction committed.
+fn announce_anomaly(kind: pay_anomaly::Kind, notice: &PaymentNotice) {
+    tracing::warn!(
+        event = "order.payment_anomaly",
+        kind = kind.as_str(),
+        transaction_id = %notice.transaction_id,
+        amount_fen = notice.amount_fen,
+        "payment conflict recorded for refund"
+    );
+    crate::metrics::anomaly(kind);
+}
+
 impl OrderStore {
     pub async fn mark_paid(&self, notice: &PaymentNotice) -> Result<MarkPaidResult, OrderError> {
+        match self.decide_payment(notice).await {
+            // WeChat has the money all the same. Should recording it fail, the caller gets
+            // that error rather than the refusal, so that the notification comes back.
+            Err(refused @ OrderError::TransactionReused { .. }) => {
+                self.record_reused(notice).await?;
+                Err(refused)
+            }
+            decided => decided,
+        }
+    }
+
+    /// The MarkPaid decision, committed: grouped on SQLite, alone elsewhere.
+    async fn decide_payment(&self, notice: &PaymentNotice) -> Result<MarkPaidResult, OrderError> {
         for _ in 0..MAX_RACE_RETRIES {
             let grouped = match &self.paid_writer {
                 Some(writer) => writer.submit(notice.clone()).await,
@@ -80,6 +105,25 @@ impl OrderStore {
         let _turn = self.writer_turn().await;
         apply_alone(&self.db, notice).await
     }
+
+    /// Records a payment refused as `TransactionReused` as an anomaly of the order it named,
+    /// with that order's log row, once per (order, transaction) however many copies and
+    /// replicas report it at once: the anomaly's primary key decides which one writes the log
+    /// row. The order is read as it is now; it is not changed.
+    async fn record_reused(&self, notice: &PaymentNotice) -> Result<(), OrderError> {
+        let kind = pay_anomaly::Kind::TransactionReused;
+        let _turn = self.writer_turn().await;
+        let txn = begin_write(&self.db).await?;
+        let recorded = async {
+            let order = find_order(&txn, &notice.order_id).await?;
+            record_anomaly(&txn, notice, kind, &order).await
+        }
+        .await;
+        if finish(txn, recorded).await? {
+            announce_anomaly(kind, notice);
+        }
+        Ok(())
+    }
 }
 
 /// [`apply`] in a transaction of its own: committed on `Ok`, rolled back on `Err`.
@@ -88,10 +132,19 @@ pub(super) async fn apply_alone(
     notice: &PaymentNotice,
 ) -> Result<Option<Applied>, OrderError> {
     let txn = begin_write(db).await?;
-    match apply(&txn, notice, PaidLog::Now).await {
-        Ok(applied) => {
+    let applied = apply(&txn, notice, PaidLog::Now).await;
+    finish(txn, applied).await
+}
+
+/// Commits `txn` when what ran in it succeeded, and rolls it back otherwise.
+async fn finish<T>(
+    txn: DatabaseTransaction,
+    outcome: Result<T, OrderError>,
+) -> Result<T, OrderError> {
+    match outcome {
+        Ok(value) => {
             txn.commit().await?;
-            Ok(applied)
+            Ok(value)
         }
         Err(err) => {
             if let Err(rollback) = txn.rollback().await {
@@ -115,7 +168,8 @@ pub(super) enum PaidLog<'a> {
 /// `Err`. `None`: the order became payable only after the update looked (it was created in
 /// between); running it again will pay it. Every refusal (`TransactionReused`,
 /// `AmountMismatch`, `NotFound`) is decided before the first write: the SQLite group commit
-/// relies on that (`paid_writer::wrote_nothing`).
+/// relies on that (`paid_writer::wrote_nothing`). A `TransactionReused` is recorded only
+/// after this transaction has ended, by [`OrderStore::mark_paid`].
 pub(super) async fn apply(
     txn: &DatabaseTransaction,
     notice: &PaymentNotice,
@@ -238,14 +292,15 @@ async fn update_if_payable(
     }
 }
 
-/// Records the payment that could not be applied, once per (order, transaction), with a log
-/// row saying so; the order itself is left as it is.
-async fn record_conflict(
+/// Records the payment that could not be applied to `order` (as it is now), once per (order,
+/// transaction), with a log row saying so; the order itself is left as it is. `true`: this
+/// call recorded it, the first report.
+async fn record_anomaly(
     txn: &DatabaseTransaction,
     notice: &PaymentNotice,
-    order: order::Model,
     kind: pay_anomaly::Kind,
-) -> Result<Applied, OrderError> {
+    order: &order::Model,
+) -> Result<bool, OrderError> {
     let now = now_utc();
     let anomaly = pay_anomaly::ActiveModel {
         order_id: Set(notice.order_id.clone()),
@@ -264,12 +319,23 @@ async fn record_conflict(
                 order_status: order.order_status.clone(),
                 pay_status: order.pay_status.clone(),
                 consign_status: order.consign_status.clone(),
-                remarks: conflict_remarks(kind, notice, &order),
+                remarks: conflict_remarks(kind, notice, order),
                 money: Some(notice.amount_fen),
             },
         )
         .await?;
     }
+    Ok(first_report)
+}
+
+/// A payment the order's state refuses, recorded ([`record_anomaly`]): PAYMENT_CONFLICT.
+async fn record_conflict(
+    txn: &DatabaseTransaction,
+    notice: &PaymentNotice,
+    order: order::Model,
+    kind: pay_anomaly::Kind,
+) -> Result<Applied, OrderError> {
+    let first_report = record_anomaly(txn, notice, kind, &order).await?;
     let detail = match kind {
         pay_anomaly::Kind::PaidByOtherTransaction => format!(
             "order already paid by transaction {}; payment {} recorded for refund",
@@ -285,6 +351,11 @@ async fn record_conflict(
              from; payment {} recorded for refund",
             order.pay_status.as_deref().unwrap_or(""),
             order.order_status.as_deref().unwrap_or(""),
+            notice.transaction_id
+        ),
+        // Not reached: such a payment is refused, then recorded by `OrderStore::record_reused`.
+        pay_anomaly::Kind::TransactionReused => format!(
+            "transaction {} already paid another order; recorded for refund",
             notice.transaction_id
         ),
     };
@@ -339,6 +410,89 @@ mod tests {
                 .all(&db)
                 .await?;
             assert_eq!(logs.len(), 1, "{id}");
+        }
+        Ok(())
+    }
+
+    /// Payments of a transaction that already paid another order, in one SQLite group commit
+    /// with good payments: the group pays the good ones, each reused one is refused and then
+    /// recorded after the group, in a transaction of its own, once per (order, transaction)
+    /// even for two copies in the same group; the orders they named are left as they were.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reused_transactions_in_a_group_are_recorded_after_it() -> anyhow::Result<()> {
+        const REUSED: &str = "4200000000000000000000000001";
+        let database = TestDatabase::create(Backend::Sqlite).await?;
+        let db = Database::connect(database.url()).await?;
+        crate::db::schema::migrate(&db).await?;
+        let store = OrderStore::new(db.clone());
+        for id in ["paid", "plug", "good1", "good2", "named1", "named2"] {
+            store
+                .create_order(&NewOrder::new(id, 500, 0, 0, "")?)
+                .await?;
+        }
+        let notice = |id: &str, transaction_id: &str| {
+            PaymentNotice::new(id, transaction_id, 500, "20240101120000").unwrap()
+        };
+        store.mark_paid(&notice("paid", REUSED)).await?;
+        let pay = |notice: PaymentNotice| {
+            let store = store.clone();
+            tokio::spawn(async move { store.mark_paid(&notice).await })
+        };
+
+        // While the writer queue is held, the first payment makes a group of its own that
+        // waits for it, and everything sent after it queues up for the next group.
+        let writers = store.sqlite_writers.clone().unwrap();
+        let held = writers.lock().await;
+        let plug = pay(notice("plug", "4200000000000000000000000002"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let group = [
+            ("good1", "4200000000000000000000000003"),
+            ("named1", REUSED),
+            ("good2", "4200000000000000000000000004"),
+            ("named1", REUSED),
+            ("named2", REUSED),
+        ]
+        .map(|(id, transaction_id)| (id, pay(notice(id, transaction_id))));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        drop(held);
+
+        assert_eq!(plug.await??.outcome, PaidOutcome::MarkedPaid);
+        for (id, answer) in group {
+            match answer.await? {
+                Ok(result) => {
+                    assert!(id.starts_with("good"), "{id}: {result:?}");
+                    assert_eq!(result.outcome, PaidOutcome::MarkedPaid, "{id}");
+                }
+                Err(err) => assert!(
+                    id.starts_with("named") && matches!(err, OrderError::TransactionReused { .. }),
+                    "{id}: {err:?}"
+                ),
+            }
+        }
+        for id in ["named1", "named2"] {
+            let order = find_order(&db, id).await?;
+            assert_eq!(
+                (order.pay_status.as_deref(), order.transaction_id),
+                (Some(pay_status::UNPAID), None),
+                "{id}"
+            );
+            let anomalies = pay_anomaly::Entity::find()
+                .filter(pay_anomaly::Column::OrderId.eq(id))
+                .all(&db)
+                .await?;
+            assert_eq!(anomalies.len(), 1, "{id}: {anomalies:?}");
+            assert_eq!(
+                (
+                    anomalies[0].kind.as_str(),
+                    anomalies[0].transaction_id.as_str()
+                ),
+                ("transaction_reused", REUSED)
+            );
+            let logs = order_log::Entity::find()
+                .filter(order_log::Column::OrderId.eq(id))
+                .all(&db)
+                .await?;
+            assert_eq!(logs.len(), 1, "{id}: {logs:?}");
         }
         Ok(())
     }

@@ -148,8 +148,9 @@ async fn apply_each(
 
 /// Whether `apply` failing with `err` has written nothing: the refusals it decides before
 /// writing (the order is missing, in another state, asks another amount), and the duplicate
-/// `transaction_id` of its first statement, which SQLite rolls back by itself. Anything else
-/// may come after the UPDATE or the log row.
+/// `transaction_id` of its first statement, which SQLite rolls back by itself (its anomaly is
+/// recorded after the group, by the caller: `OrderStore::mark_paid`). Anything else may come
+/// after the UPDATE or the log row.
 fn wrote_nothing(err: &OrderError) -> bool {
     match err {
         OrderError::TransactionReused { .. }

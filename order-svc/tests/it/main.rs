@@ -14,6 +14,7 @@ mod original_schema;
 mod pki;
 mod startup;
 mod tls;
+mod transaction_reused;
 mod unexpected_state;
 
 use anyhow::Context;

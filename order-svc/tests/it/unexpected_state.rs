@@ -147,6 +147,14 @@ async fn refusals_say_which_they_are(backend: Backend) -> anyhow::Result<()> {
         ))
     );
     assert_eq!(h.get_order(&second.id).await?, second);
-    assert!(h.anomalies(&second.id).await?.is_empty());
+    // Refused, yet recorded (transaction_reused.rs).
+    let anomalies = h.anomalies(&second.id).await?;
+    assert_eq!(
+        anomalies
+            .iter()
+            .map(|a| a.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["transaction_reused"]
+    );
     Ok(())
 }
