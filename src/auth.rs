@@ -2,10 +2,13 @@
 //!
 //! Servers wrap their business service (not health or reflection, which probes and grpcurl
 //! discovery need open) in [`RequireBearer`]; clients add the header with [`AttachBearer`].
-//! The token is compared in constant time and never logged.
+//! pay-svc also takes the gateway's own, narrower token: [`RequireBearer`] marks each call
+//! with the [`Access`] its token gives, and the methods the gateway does not call refuse
+//! [`Access::Gateway`] ([`require_full_access`]). Tokens are compared in constant time and
+//! never logged.
 
 use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 use tonic::{
     Request, Status,
     metadata::{AsciiMetadataValue, MetadataValue},
@@ -33,7 +36,8 @@ pub enum AuthError {
 }
 
 /// What is wrong with a token's shape, without naming the setting that holds it: for a token
-/// under another name than GRPC_AUTH_TOKEN (pay-svc's ORDER_SVC_AUTH_TOKEN).
+/// under another name than GRPC_AUTH_TOKEN (pay-svc's ORDER_SVC_AUTH_TOKEN and
+/// GATEWAY_AUTH_TOKEN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenShape {
     #[error("must be at least {MIN_TOKEN_LEN} characters")]
@@ -94,18 +98,51 @@ pub fn check_token_shape(token: &SecretString) -> Result<(), TokenShape> {
     Ok(())
 }
 
-/// Server side: refuses calls without `authorization: Bearer <token>`. With no token
-/// configured (authentication explicitly turned off) every call passes.
+/// What a call may do, by the token it presented; [`RequireBearer`] puts it in every request's
+/// extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The service's own token (GRPC_AUTH_TOKEN), or authentication turned off: every method.
+    Full,
+    /// pay-svc's GATEWAY_AUTH_TOKEN: only what the gateway calls (ConfirmPayment). The gateway
+    /// faces the internet, so whoever takes it over holds this token.
+    Gateway,
+}
+
+/// Refuses a call with PERMISSION_DENIED unless its token opens every method: for the methods
+/// the gateway has no business calling. A request [`RequireBearer`] never saw is refused too.
+pub fn require_full_access<T>(request: &Request<T>) -> Result<(), Status> {
+    match request.extensions().get::<Access>() {
+        Some(Access::Full) => Ok(()),
+        Some(Access::Gateway) | None => {
+            tracing::warn!(
+                event = "grpc.permission_denied",
+                "call with the gateway's token to a method it does not open"
+            );
+            Err(Status::permission_denied(
+                "the gateway's token (GATEWAY_AUTH_TOKEN) opens ConfirmPayment only; call this \
+                 method with GRPC_AUTH_TOKEN",
+            ))
+        }
+    }
+}
+
+/// Server side: refuses calls without `authorization: Bearer <token>`, and marks the others
+/// with their [`Access`]. With no token configured (authentication explicitly turned off)
+/// every call passes, with full access.
 #[derive(Clone)]
 pub struct RequireBearer {
     expected: Option<std::sync::Arc<[u8]>>,
+    /// The gateway's header, when it has a token of its own.
+    gateway: Option<std::sync::Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for RequireBearer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the token itself.
+        // Never the tokens themselves.
         f.debug_struct("RequireBearer")
             .field("enabled", &self.expected.is_some())
+            .field("gateway_token", &self.gateway.is_some())
             .finish()
     }
 }
@@ -113,14 +150,31 @@ impl std::fmt::Debug for RequireBearer {
 impl RequireBearer {
     pub fn new(token: Option<&SecretString>) -> Self {
         RequireBearer {
-            expected: token.map(|t| format!("Bearer {}", t.expose_secret()).into_bytes().into()),
+            expected: token.map(bearer_header),
+            gateway: None,
+        }
+    }
+
+    /// Also accepts the gateway's token, with [`Access::Gateway`]. Without a token of the
+    /// service's own (authentication off) it changes nothing: every call passes anyway.
+    pub fn with_gateway_token(self, token: Option<&SecretString>) -> Self {
+        RequireBearer {
+            gateway: token.map(bearer_header),
+            ..self
         }
     }
 }
 
+fn bearer_header(token: &SecretString) -> std::sync::Arc<[u8]> {
+    format!("Bearer {}", token.expose_secret())
+        .into_bytes()
+        .into()
+}
+
 impl Interceptor for RequireBearer {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let Some(expected) = &self.expected else {
+            request.extensions_mut().insert(Access::Full);
             return Ok(request);
         };
         let presented = request
@@ -128,15 +182,25 @@ impl Interceptor for RequireBearer {
             .get("authorization")
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        if bool::from(presented.ct_eq(expected)) {
-            Ok(request)
+        // Both compared whichever matches, so the time taken does not tell them apart.
+        let full = presented.ct_eq(expected);
+        let gateway = self
+            .gateway
+            .as_ref()
+            .map_or(Choice::from(0), |gateway| presented.ct_eq(gateway));
+        let access = if bool::from(full) {
+            Access::Full
+        } else if bool::from(gateway) {
+            Access::Gateway
         } else {
             tracing::warn!(
                 event = "grpc.unauthenticated",
                 "call without a valid bearer token"
             );
-            Err(Status::unauthenticated("missing or invalid bearer token"))
-        }
+            return Err(Status::unauthenticated("missing or invalid bearer token"));
+        };
+        request.extensions_mut().insert(access);
+        Ok(request)
     }
 }
 
@@ -200,7 +264,45 @@ mod tests {
     #[test]
     fn no_token_means_no_check() {
         let mut server = RequireBearer::new(None);
-        assert!(server.call(Request::new(())).is_ok());
+        let passed = server.call(Request::new(())).unwrap();
+        assert_eq!(passed.extensions().get(), Some(&Access::Full));
+        assert!(require_full_access(&passed).is_ok());
+    }
+
+    #[test]
+    fn the_gateways_token_passes_with_gateway_access_only() {
+        let own = token("0123456789abcdef-own");
+        let gateways = token("0123456789abcdef-gateway");
+        let mut server = RequireBearer::new(Some(&own)).with_gateway_token(Some(&gateways));
+        let debug = format!("{server:?}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+
+        let call = |server: &mut RequireBearer, token: &SecretString| {
+            let mut client = AttachBearer::new(Some(token)).unwrap();
+            server.call(client.call(Request::new(())).unwrap())
+        };
+        let full = call(&mut server, &own).unwrap();
+        assert_eq!(full.extensions().get(), Some(&Access::Full));
+        assert!(require_full_access(&full).is_ok());
+
+        let gateway = call(&mut server, &gateways).unwrap();
+        assert_eq!(gateway.extensions().get(), Some(&Access::Gateway));
+        let denied = require_full_access(&gateway).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(
+            denied.message().contains("GATEWAY_AUTH_TOKEN"),
+            "{denied:?}"
+        );
+        assert!(!denied.message().contains("0123456789abcdef"), "{denied:?}");
+
+        let refused = call(&mut server, &token("0123456789abcdef-other")).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        let refused = server.call(Request::new(())).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+        // A request the interceptor never saw is not taken for a trusted one.
+        let unmarked = require_full_access(&Request::new(())).unwrap_err();
+        assert_eq!(unmarked.code(), tonic::Code::PermissionDenied);
     }
 
     #[test]

@@ -23,8 +23,11 @@ use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID, SimClient};
 
 use crate::procfs;
 
-/// The token the benchmark's gateway sends to pay-svc (only ever on 127.0.0.1).
+/// The token that opens every pay-svc method (only ever on 127.0.0.1).
 pub const GRPC_TOKEN: &str = "bench-grpc-token-0123456789abcdef";
+/// The token the benchmark's gateway sends to pay-svc, which opens ConfirmPayment only: the
+/// secure setup is the one measured.
+pub const GATEWAY_TOKEN: &str = "bench-gateway-token-0123456789abcdef";
 /// The token pay-svc (and the benchmark's own client) sends to order-svc: another one, as
 /// pay-svc requires.
 pub const ORDER_SVC_TOKEN: &str = "bench-order-svc-token-0123456789abcdef";
@@ -186,6 +189,7 @@ impl Stack {
             Ok(path)
         };
         let token = GRPC_TOKEN.to_owned();
+        let gateway_token = GATEWAY_TOKEN.to_owned();
         let order_token = ORDER_SVC_TOKEN.to_owned();
 
         let mut sim = Service::spawn(
@@ -233,7 +237,8 @@ impl Stack {
                     "WXPAY_NOTIFY_URL",
                     format!("http://{gateway_addr}/wxpay/notify"),
                 ),
-                ("GRPC_AUTH_TOKEN", token.clone()),
+                ("GRPC_AUTH_TOKEN", token),
+                ("GATEWAY_AUTH_TOKEN", gateway_token.clone()),
                 ("ORDER_SVC_AUTH_TOKEN", order_token.clone()),
                 // Reconciliation would query the unpaid seeded orders in the background and
                 // blur the orderquery count; the notification path is what is measured.
@@ -249,7 +254,7 @@ impl Stack {
             &[
                 ("GATEWAY_ADDR", gateway_addr.to_string()),
                 ("PAY_SVC_URL", format!("http://{pay_addr}")),
-                ("GRPC_AUTH_TOKEN", token.clone()),
+                ("GRPC_AUTH_TOKEN", gateway_token),
             ],
             settings,
         )?;

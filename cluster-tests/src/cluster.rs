@@ -1,8 +1,9 @@
 //! A whole deployment as separate processes: N order-svc over one database, N pay-svc
 //! (`ORDER_SVC_URL` = every order-svc), N gateways (`PAY_SVC_URL` = every pay-svc), one
 //! simulator playing WeChat Pay, and optionally a [`Balancer`] in front of the gateways. The
-//! internal gRPC calls carry bearer tokens made up per cluster: one from the gateways to
-//! pay-svc, another from pay-svc to order-svc.
+//! internal gRPC calls carry bearer tokens made up per cluster: the gateways' to pay-svc
+//! (its GATEWAY_AUTH_TOKEN, ConfirmPayment only), another from pay-svc to order-svc, and
+//! pay-svc has a third that opens all its methods (GRPC_AUTH_TOKEN), which nothing here sends.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
@@ -113,6 +114,10 @@ impl Cluster {
             .tempdir()
             .context("creating the log directory")?;
         let token = format!("cluster-tests-{}", hex::encode(rand::random::<[u8; 12]>()));
+        let gateway_token = format!(
+            "cluster-tests-gateway-{}",
+            hex::encode(rand::random::<[u8; 12]>())
+        );
         let order_svc_token = format!(
             "cluster-tests-order-svc-{}",
             hex::encode(rand::random::<[u8; 12]>())
@@ -192,6 +197,7 @@ impl Cluster {
                     ("WXPAY_API_BASE", sim_url.as_str()),
                     ("WXPAY_NOTIFY_URL", notify_url.as_str()),
                     ("GRPC_AUTH_TOKEN", token.as_str()),
+                    ("GATEWAY_AUTH_TOKEN", gateway_token.as_str()),
                     ("ORDER_SVC_AUTH_TOKEN", order_svc_token.as_str()),
                     ("RECONCILE_INTERVAL_SECS", "0"),
                 ],
@@ -208,7 +214,7 @@ impl Cluster {
             env(
                 [
                     ("PAY_SVC_URL", pay_urls.as_str()),
-                    ("GRPC_AUTH_TOKEN", token.as_str()),
+                    ("GRPC_AUTH_TOKEN", gateway_token.as_str()),
                 ],
                 &config.gateway_env,
             ),

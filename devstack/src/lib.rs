@@ -8,4 +8,4 @@
 pub mod demo;
 pub mod stack;
 
-pub use stack::{DEMO_GRPC_TOKEN, DEMO_ORDER_SVC_TOKEN, Stack, StackConfig};
+pub use stack::{DEMO_GATEWAY_TOKEN, DEMO_GRPC_TOKEN, DEMO_ORDER_SVC_TOKEN, Stack, StackConfig};

@@ -52,8 +52,8 @@ struct Args {
         default_value = order_svc::config::DEFAULT_DATABASE_URL
     )]
     database_url: String,
-    /// The token pay-svc requires and the gateway sends (the README's grpcurl examples send
-    /// it to pay-svc).
+    /// The token that opens every pay-svc method (the README's grpcurl examples send it to
+    /// pay-svc).
     #[arg(
         long,
         env = "GRPC_AUTH_TOKEN",
@@ -65,6 +65,19 @@ struct Args {
     /// Read GRPC_AUTH_TOKEN from this file instead.
     #[arg(long, env = "GRPC_AUTH_TOKEN_FILE")]
     grpc_auth_token_file: Option<PathBuf>,
+    /// The token the gateway sends to pay-svc, which opens ConfirmPayment only; not
+    /// GRPC_AUTH_TOKEN or ORDER_SVC_AUTH_TOKEN.
+    #[arg(
+        long,
+        env = "GATEWAY_AUTH_TOKEN",
+        hide_env_values = true,
+        default_value = devstack::DEMO_GATEWAY_TOKEN,
+        value_parser = parse_secret
+    )]
+    gateway_auth_token: SecretString,
+    /// Read GATEWAY_AUTH_TOKEN from this file instead.
+    #[arg(long, env = "GATEWAY_AUTH_TOKEN_FILE")]
+    gateway_auth_token_file: Option<PathBuf>,
     /// The token order-svc requires and pay-svc sends; not GRPC_AUTH_TOKEN (the README's
     /// grpcurl examples send it to order-svc).
     #[arg(
@@ -116,6 +129,15 @@ impl Args {
             self.grpc_auth_token = token;
         }
         if let Some(token) = paynotify::config::secret_from_file(
+            "GATEWAY_AUTH_TOKEN_FILE",
+            self.gateway_auth_token_file.as_ref(),
+            None,
+        )
+        .map_err(|e| e.to_string())?
+        {
+            self.gateway_auth_token = token;
+        }
+        if let Some(token) = paynotify::config::secret_from_file(
             "ORDER_SVC_AUTH_TOKEN_FILE",
             self.order_svc_auth_token_file.as_ref(),
             None,
@@ -138,6 +160,22 @@ impl Args {
         if self.order_svc_auth_token.expose_secret() == self.grpc_auth_token.expose_secret() {
             return Err(
                 "invalid setting ORDER_SVC_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN: \
+                 the gateway's token would also open order-svc"
+                    .into(),
+            );
+        }
+        paynotify::auth::check_token_shape(&self.gateway_auth_token)
+            .map_err(|e| format!("invalid setting GATEWAY_AUTH_TOKEN: {e}"))?;
+        if self.gateway_auth_token.expose_secret() == self.grpc_auth_token.expose_secret() {
+            return Err(
+                "invalid setting GATEWAY_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN: \
+                 the gateway's token would also open CreateNativePay and QueryOrder"
+                    .into(),
+            );
+        }
+        if self.gateway_auth_token.expose_secret() == self.order_svc_auth_token.expose_secret() {
+            return Err(
+                "invalid setting GATEWAY_AUTH_TOKEN: must differ from ORDER_SVC_AUTH_TOKEN: \
                  the gateway's token would also open order-svc"
                     .into(),
             );
@@ -180,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
         api_base: args.api_base,
         notify_url: args.notify_url,
         grpc_auth_token: Some(args.grpc_auth_token),
+        gateway_auth_token: Some(args.gateway_auth_token),
         order_svc_auth_token: Some(args.order_svc_auth_token),
         sim_time_scale: args.sim_time_scale,
         ..devstack::StackConfig::demo()

@@ -17,9 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use wxpay_sim::SimClient;
 
-/// The token the gateway sends to pay-svc unless `GRPC_AUTH_TOKEN` says otherwise (see
-/// README).
+/// The token that opens every pay-svc method unless `GRPC_AUTH_TOKEN` says otherwise: the
+/// demo and the README's grpcurl examples send it (see README).
 pub const DEMO_GRPC_TOKEN: &str = "devstack-demo-token-0123456789";
+/// The token the gateway sends to pay-svc unless `GATEWAY_AUTH_TOKEN` says otherwise: another
+/// one, which opens ConfirmPayment only.
+pub const DEMO_GATEWAY_TOKEN: &str = "devstack-gateway-token-0123456789";
 /// The token pay-svc sends to order-svc unless `ORDER_SVC_AUTH_TOKEN` says otherwise: another
 /// one, so that the gateway's does not open order-svc.
 pub const DEMO_ORDER_SVC_TOKEN: &str = "devstack-order-svc-token-0123456789";
@@ -56,10 +59,14 @@ pub struct StackConfig {
     pub api_base: Option<String>,
     /// The notify_url sent to WeChat; `None` means this stack's gateway.
     pub notify_url: Option<String>,
-    /// The token pay-svc requires from its callers; the gateway sends it. `None` turns
-    /// internal gRPC authentication off on that hop (and, with `order_svc_auth_token` also
-    /// `None`, on the other).
+    /// The token that opens every pay-svc method ([`Stack::pay_client`] sends it). `None`
+    /// turns internal gRPC authentication off on that hop (then `gateway_auth_token` must be
+    /// `None` too; with `order_svc_auth_token` also `None`, it is off on the other).
     pub grpc_auth_token: Option<SecretString>,
+    /// The gateway's token, which opens pay-svc's ConfirmPayment only (pay-svc's
+    /// GATEWAY_AUTH_TOKEN, the gateway's GRPC_AUTH_TOKEN). `None`: the gateway sends
+    /// `grpc_auth_token`, as before pay-svc had GATEWAY_AUTH_TOKEN.
+    pub gateway_auth_token: Option<SecretString>,
     /// The token order-svc requires; pay-svc sends it. Another one than `grpc_auth_token`, so
     /// that the gateway's token does not open order-svc.
     pub order_svc_auth_token: Option<SecretString>,
@@ -83,6 +90,7 @@ impl StackConfig {
             api_base: None,
             notify_url: None,
             grpc_auth_token: Some(DEMO_GRPC_TOKEN.to_owned().into()),
+            gateway_auth_token: Some(DEMO_GATEWAY_TOKEN.to_owned().into()),
             order_svc_auth_token: Some(DEMO_ORDER_SVC_TOKEN.to_owned().into()),
             sim_time_scale: 1.0,
             reconcile_interval_secs: 60,
@@ -227,6 +235,7 @@ impl Stack {
                 .clone()
                 .unwrap_or_else(|| format!("http://{gateway}/wxpay/notify")),
             grpc_auth_token: config.grpc_auth_token.clone(),
+            gateway_auth_token: config.gateway_auth_token.clone(),
             order_svc_auth_token: config.order_svc_auth_token.clone(),
             grpc_allow_unauthenticated: config.grpc_auth_token.is_none(),
             reconcile_interval_secs: config.reconcile_interval_secs,
@@ -250,8 +259,12 @@ impl Stack {
 
         let mut gateway_config = gateway::Config::for_pay_svc(format!("http://{pay_svc}"));
         gateway_config.addr = gateway;
-        gateway_config.grpc_auth_token = config.grpc_auth_token.clone();
-        gateway_config.grpc_allow_unauthenticated = config.grpc_auth_token.is_none();
+        // The gateway holds its own token, the one that opens ConfirmPayment only.
+        gateway_config.grpc_auth_token = config
+            .gateway_auth_token
+            .clone()
+            .or_else(|| config.grpc_auth_token.clone());
+        gateway_config.grpc_allow_unauthenticated = gateway_config.grpc_auth_token.is_none();
         let gateway_server =
             gateway::serve_on(gateway_listener, gateway_config).context("gateway")?;
         let gateway_task = Running::spawn("gateway", |stop| {
@@ -331,7 +344,8 @@ impl Stack {
         Ok(OrderServiceClient::with_interceptor(channel, auth))
     }
 
-    /// A pay-svc client that carries pay-svc's token (as the gateway does).
+    /// A pay-svc client that carries the token that opens every method (as the merchant's
+    /// systems do; the gateway's opens ConfirmPayment only).
     pub fn pay_client(
         &self,
     ) -> anyhow::Result<PayServiceClient<InterceptedService<Channel, AttachBearer>>> {

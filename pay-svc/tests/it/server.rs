@@ -1,17 +1,23 @@
 //! What every pay-svc serves besides PayService: health (open, for probes) and the bearer
-//! token on the business calls when one is configured; and the token its callers hold does not
-//! open order-svc.
+//! token on the business calls when one is configured; the gateway's own token opens
+//! ConfirmPayment only; and the token its callers hold does not open order-svc.
 
 use paynotify::proto::{
     order::v1::{MarkPaidRequest, OrderState, order_service_client::OrderServiceClient},
-    pay::v1::{ConfirmPaymentRequest, NotifyOutcome, pay_service_client::PayServiceClient},
+    pay::v1::{
+        ConfirmPaymentRequest, CreateNativePayRequest, NotifyOutcome, QueryOrderRequest,
+        pay_service_client::PayServiceClient,
+    },
 };
 use tonic::{metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::support::{TOKEN, bearer, bounded, paid_notification, signed, stack, stack_with};
+use crate::support::{
+    GATEWAY_TOKEN, ORDER_TOKEN, TOKEN, bearer, bounded, paid_notification, signed, stack,
+    stack_with,
+};
 
 fn return_fail() -> ConfirmPaymentRequest {
     ConfirmPaymentRequest {
@@ -60,9 +66,116 @@ async fn business_calls_need_the_token_and_health_does_not() {
     .await;
 }
 
-/// The gateway's token (pay-svc's GRPC_AUTH_TOKEN) is refused by order-svc: whoever holds it
-/// cannot mark an order paid directly, past the signature check and orderquery. The payment
-/// still goes through pay-svc, which calls order-svc with its own token.
+/// Whoever takes the internet-facing gateway over holds its token (GATEWAY_AUTH_TOKEN). It
+/// carries a notification through ConfirmPayment, and nothing else: CreateNativePay and
+/// QueryOrder answer PERMISSION_DENIED without calling WeChat, while GRPC_AUTH_TOKEN opens all
+/// three and any other token none.
+#[tokio::test]
+async fn the_gateways_token_opens_confirm_payment_only() {
+    bounded(async {
+        let mut s = stack().await;
+        let mut as_the_gateway =
+            PayServiceClient::with_interceptor(s.pay_channel.clone(), bearer(GATEWAY_TOKEN));
+        let order = s.create_order(2_999).await;
+        let create = || CreateNativePayRequest {
+            out_trade_no: order.id.clone(),
+            ..CreateNativePayRequest::default()
+        };
+        let query = || QueryOrderRequest {
+            out_trade_no: order.id.clone(),
+            ..QueryOrderRequest::default()
+        };
+
+        let denied = as_the_gateway
+            .create_native_pay(create())
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+        assert!(
+            denied.message().contains("GATEWAY_AUTH_TOKEN"),
+            "{denied:?}"
+        );
+        assert!(!denied.message().contains(GATEWAY_TOKEN), "{denied:?}");
+        let denied = as_the_gateway.query_order(query()).await.unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+        let stats = s.sim.stats().await.unwrap();
+        assert_eq!(
+            (stats.unifiedorder_calls, stats.orderquery_calls),
+            (0, 0),
+            "WeChat was called"
+        );
+
+        // GRPC_AUTH_TOKEN opens all three.
+        let native = s
+            .pay
+            .create_native_pay(create())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(native.total_fee, 2_999);
+        let paid = s.sim.pay(&order.id, false).await.unwrap();
+        let queried = s.pay.query_order(query()).await.unwrap().into_inner();
+        assert_eq!(queried.trade_state, "SUCCESS", "{queried:?}");
+
+        // The gateway's token carries the notification through.
+        let notification = paid_notification(&order.id, order.pay_money, &paid.transaction_id);
+        let fields = || ConfirmPaymentRequest {
+            fields: signed(&notification).into_iter().collect(),
+        };
+        let confirmed = as_the_gateway
+            .confirm_payment(fields())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(confirmed.outcome(), NotifyOutcome::Paid, "{confirmed:?}");
+        assert_eq!(s.order(&order.id).await.state(), OrderState::Paid);
+        let again = s.pay.confirm_payment(fields()).await.unwrap().into_inner();
+        assert_eq!(again.outcome(), NotifyOutcome::Duplicate, "{again:?}");
+
+        // Any other token, or none, is still UNAUTHENTICATED, not PERMISSION_DENIED.
+        for token in [ORDER_TOKEN, "not-the-token-0123456789"] {
+            let mut other =
+                PayServiceClient::with_interceptor(s.pay_channel.clone(), bearer(token));
+            for refused in [
+                other.create_native_pay(create()).await.unwrap_err(),
+                other.query_order(query()).await.unwrap_err(),
+                other.confirm_payment(fields()).await.unwrap_err(),
+            ] {
+                assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+            }
+        }
+        let mut anonymous = PayServiceClient::new(s.pay_channel.clone());
+        let refused = anonymous.create_native_pay(create()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    })
+    .await;
+}
+
+/// A deployment whose gateway has no token of its own yet (GATEWAY_AUTH_TOKEN unset) keeps
+/// working: GRPC_AUTH_TOKEN opens every method, and no other token does.
+#[tokio::test]
+async fn without_a_gateway_token_grpc_auth_token_still_opens_every_method() {
+    bounded(async {
+        let mut s = stack_with(|config| config.gateway_auth_token = None).await;
+        let order = s.create_native_order(1_500).await;
+        let query = QueryOrderRequest {
+            out_trade_no: order.id.clone(),
+            ..QueryOrderRequest::default()
+        };
+        let queried = s.pay.query_order(query.clone()).await.unwrap().into_inner();
+        assert_eq!(queried.trade_state, "NOTPAY", "{queried:?}");
+        let mut as_a_gateway =
+            PayServiceClient::with_interceptor(s.pay_channel.clone(), bearer(GATEWAY_TOKEN));
+        let refused = as_a_gateway.query_order(query).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    })
+    .await;
+}
+
+/// The tokens pay-svc's callers hold, the gateway's (GATEWAY_AUTH_TOKEN) and GRPC_AUTH_TOKEN
+/// (the gateway's too while it has none of its own), are refused by order-svc: whoever holds
+/// them cannot mark an order paid directly, past the signature check and orderquery. The
+/// payment still goes through pay-svc, which calls order-svc with its own token.
 #[tokio::test]
 async fn the_callers_token_does_not_open_order_svc() {
     bounded(async {
@@ -75,17 +188,20 @@ async fn the_callers_token_does_not_open_order_svc() {
             .connect()
             .await
             .unwrap();
-        let mut as_the_gateway = OrderServiceClient::with_interceptor(channel, bearer(TOKEN));
-        let refused = as_the_gateway
-            .mark_paid(MarkPaidRequest {
-                order_id: order.id.clone(),
-                transaction_id: transaction_id.clone(),
-                amount_fen: order.pay_money,
-                time_end: "20240101120000".into(),
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        for token in [GATEWAY_TOKEN, TOKEN] {
+            let mut as_a_caller =
+                OrderServiceClient::with_interceptor(channel.clone(), bearer(token));
+            let refused = as_a_caller
+                .mark_paid(MarkPaidRequest {
+                    order_id: order.id.clone(),
+                    transaction_id: transaction_id.clone(),
+                    amount_fen: order.pay_money,
+                    time_end: "20240101120000".into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        }
         assert_eq!(s.order(&order.id).await.state(), OrderState::Unpaid);
         assert!(s.logs(&order.id).await.is_empty());
 

@@ -12,6 +12,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_pay-svc");
 const TOKEN: &str = "pay-svc-startup-token-0123456789";
 /// What pay-svc sends to order-svc (ORDER_SVC_AUTH_TOKEN): never the callers' token.
 const ORDER_TOKEN: &str = "pay-svc-startup-order-svc-token-0123456789";
+/// The gateway's own (GATEWAY_AUTH_TOKEN): ConfirmPayment only.
+const GATEWAY_TOKEN: &str = "pay-svc-startup-gateway-token-0123456789";
 /// pay-svc has no built-in merchant: every start is given one.
 const MERCHANT: [(&str, &str); 3] = [
     ("WXPAY_APPID", wxpay_sim::DEMO_APPID),
@@ -42,6 +44,8 @@ fn help_lists_every_setting_and_its_environment_variable() {
         "WXPAY_API_KEY_PREVIOUS_FILE",
         "ORDER_SVC_AUTH_TOKEN",
         "ORDER_SVC_AUTH_TOKEN_FILE",
+        "GATEWAY_AUTH_TOKEN",
+        "GATEWAY_AUTH_TOKEN_FILE",
     ] {
         assert!(help.contains(setting), "{setting}:\n{help}");
     }
@@ -56,12 +60,14 @@ fn help_lists_every_setting_and_its_environment_variable() {
         &[
             ("GRPC_AUTH_TOKEN", TOKEN),
             ("ORDER_SVC_AUTH_TOKEN", ORDER_TOKEN),
+            ("GATEWAY_AUTH_TOKEN", GATEWAY_TOKEN),
         ],
     );
     let help = String::from_utf8(output.stdout).unwrap();
     assert!(help.contains("[env: ORDER_SVC_AUTH_TOKEN"), "{help}");
+    assert!(help.contains("[env: GATEWAY_AUTH_TOKEN"), "{help}");
     assert!(
-        !help.contains(TOKEN) && !help.contains(ORDER_TOKEN),
+        !help.contains(TOKEN) && !help.contains(ORDER_TOKEN) && !help.contains(GATEWAY_TOKEN),
         "{help}"
     );
 }
@@ -181,6 +187,88 @@ fn the_order_svc_token_is_required_and_not_the_callers_token() {
     }
 }
 
+/// The gateway's own token opens ConfirmPayment only: it must be another token than the one
+/// that opens every method and than order-svc's, and means nothing while pay-svc runs open.
+#[test]
+fn the_gateway_token_is_not_another_services_token() {
+    fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = MERCHANT.to_vec();
+        env.push(("ORDER_SVC_AUTH_TOKEN", ORDER_TOKEN));
+        env.extend_from_slice(extra);
+        env
+    }
+    let grpc = ("GRPC_AUTH_TOKEN", TOKEN);
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[grpc, ("GATEWAY_AUTH_TOKEN", TOKEN)],
+            "invalid setting GATEWAY_AUTH_TOKEN: must differ from GRPC_AUTH_TOKEN",
+        ),
+        (
+            &[grpc, ("GATEWAY_AUTH_TOKEN", ORDER_TOKEN)],
+            "invalid setting GATEWAY_AUTH_TOKEN: must differ from ORDER_SVC_AUTH_TOKEN",
+        ),
+        (
+            &[grpc, ("GATEWAY_AUTH_TOKEN", "short")],
+            "invalid setting GATEWAY_AUTH_TOKEN: must be at least 16 characters",
+        ),
+        (
+            &[grpc, ("GATEWAY_AUTH_TOKEN_FILE", "/nonexistent/token")],
+            "GATEWAY_AUTH_TOKEN_FILE",
+        ),
+        (
+            &[
+                ("GRPC_ALLOW_UNAUTHENTICATED", "true"),
+                ("GATEWAY_AUTH_TOKEN", GATEWAY_TOKEN),
+            ],
+            "invalid setting GATEWAY_AUTH_TOKEN: only with GRPC_AUTH_TOKEN",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let output = run(&[], &with(extra));
+        let stderr = binary::assert_refused_naming(&output, expected, &format!("{extra:?}"));
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        for token in [TOKEN, ORDER_TOKEN, GATEWAY_TOKEN] {
+            assert!(!stderr.contains(token), "{stderr}");
+        }
+    }
+
+    // The same token through a file is caught too.
+    let file = temp_file("same-gateway-token", &format!("{TOKEN}\n"));
+    let same = run(
+        &[],
+        &with(&[grpc, ("GATEWAY_AUTH_TOKEN_FILE", file.to_str().unwrap())]),
+    );
+    binary::assert_refused_naming(&same, "must differ from GRPC_AUTH_TOKEN", "file");
+    std::fs::remove_file(file).unwrap();
+}
+
+/// Without GATEWAY_AUTH_TOKEN pay-svc starts as before, but says first thing that the gateway's
+/// token opens every method, and how to fix it.
+#[test]
+fn a_gateway_without_a_token_of_its_own_is_warned_about() {
+    let line = binary::first_stdout_line(
+        BINARY,
+        &[
+            ("PAY_SVC_ADDR", "127.0.0.1:0"),
+            ("METRICS_ADDR", "off"),
+            ("RECONCILE_INTERVAL_SECS", "0"),
+            ("GRPC_AUTH_TOKEN", TOKEN),
+            ("ORDER_SVC_AUTH_TOKEN", ORDER_TOKEN),
+            MERCHANT[0],
+            MERCHANT[1],
+            MERCHANT[2],
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(line.contains("WARN"), "{line:?}");
+    assert!(line.contains("auth.gateway_token_unset"), "{line:?}");
+    assert!(line.contains("set GATEWAY_AUTH_TOKEN"), "{line:?}");
+    assert!(
+        !line.contains(TOKEN) && !line.contains(ORDER_TOKEN),
+        "{line:?}"
+    );
+}
+
 #[test]
 fn a_missing_merchant_stops_the_start_naming_it() {
     let token = ("GRPC_AUTH_TOKEN", TOKEN);
@@ -227,6 +315,7 @@ fn log_format_json_makes_json_lines() {
             ("RECONCILE_INTERVAL_SECS", "0"),
             ("GRPC_AUTH_TOKEN", TOKEN),
             ("ORDER_SVC_AUTH_TOKEN", ORDER_TOKEN),
+            ("GATEWAY_AUTH_TOKEN", GATEWAY_TOKEN),
             ("LOG_FORMAT", "json"),
             MERCHANT[0],
             MERCHANT[1],
@@ -254,21 +343,34 @@ fn the_example_config_parses_into_a_valid_config() {
     );
     assert_eq!(config.reconcile_queries_per_sec, 5.0);
     assert!(config.wxpay_api_key_previous_file.is_none());
-    assert_ne!(
-        config.order_svc_auth_token_file, config.grpc_auth_token_file,
-        "two tokens, two files"
+    let token_files = [
+        &config.grpc_auth_token_file,
+        &config.gateway_auth_token_file,
+        &config.order_svc_auth_token_file,
+    ];
+    assert!(
+        token_files.iter().all(|file| file.is_some()),
+        "{token_files:?}"
+    );
+    assert!(
+        token_files[0] != token_files[1]
+            && token_files[1] != token_files[2]
+            && token_files[0] != token_files[2],
+        "three tokens, three files: {token_files:?}"
     );
 
     // The secrets come from files; point them at real ones.
     let key = temp_file("key", "0123456789abcdefghijklmnopqrstuv\n");
     let token = temp_file("token", &format!("{TOKEN}\n"));
     let order_token = temp_file("order-token", &format!("{ORDER_TOKEN}\n"));
+    let gateway_token = temp_file("gateway-token", &format!("{GATEWAY_TOKEN}\n"));
     config.wxpay_api_key_file = Some(key.clone());
     config.grpc_auth_token_file = Some(token.clone());
     config.order_svc_auth_token_file = Some(order_token.clone());
+    config.gateway_auth_token_file = Some(gateway_token.clone());
     let config = config.resolve_secrets().unwrap();
     assert_eq!(config.validate(), Ok(()));
-    std::fs::remove_file(key).unwrap();
-    std::fs::remove_file(token).unwrap();
-    std::fs::remove_file(order_token).unwrap();
+    for file in [key, token, order_token, gateway_token] {
+        std::fs::remove_file(file).unwrap();
+    }
 }

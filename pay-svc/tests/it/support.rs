@@ -26,9 +26,13 @@ use wxpay_sim::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID, Notification, SimClient};
 
 const LOCAL_ANY_PORT: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
 
-/// The bearer token pay-svc requires from its callers: the test holds it in the gateway's
-/// place (pay-svc's GRPC_AUTH_TOKEN).
+/// The bearer token that opens every PayService method (pay-svc's GRPC_AUTH_TOKEN): the test
+/// holds it as the merchant's systems do, and calls ConfirmPayment with it in the gateway's
+/// place.
 pub const TOKEN: &str = "stack-test-token-0123456789abcdef";
+
+/// The gateway's own token (pay-svc's GATEWAY_AUTH_TOKEN): ConfirmPayment only.
+pub const GATEWAY_TOKEN: &str = "stack-test-gateway-token-0123456789";
 
 /// The bearer token order-svc requires, which pay-svc sends (its ORDER_SVC_AUTH_TOKEN); the
 /// test holds it too, to create and read orders as the merchant's systems do.
@@ -176,6 +180,7 @@ pub async fn stack_with(tweak: impl FnOnce(&mut pay_svc::Config)) -> Stack {
         wxpay_mch_id: DEMO_MCH_ID.into(),
         wxpay_api_key: DEMO_API_KEY.into(),
         grpc_auth_token: Some(SecretString::from(TOKEN)),
+        gateway_auth_token: Some(SecretString::from(GATEWAY_TOKEN)),
         order_svc_auth_token: Some(SecretString::from(ORDER_TOKEN)),
         metrics_addr: paynotify::metrics::AdminAddr::any_local_port(),
         ..pay_svc::Config::default()
