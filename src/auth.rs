@@ -109,22 +109,83 @@ pub enum Access {
     Gateway,
 }
 
-/// Refuses a call with PERMISSION_DENIED unless its token opens every method: for the methods
-/// the gateway has no business calling. A request [`RequireBearer`] never saw is refused too.
+/// The answer to a call with the gateway's token to a method it does not open.
+fn gateway_denied(method: &str) -> Status {
+    tracing::warn!(
+        event = "grpc.permission_denied",
+        method,
+        "call with the gateway's token to a method it does not open"
+    );
+    Status::permission_denied(
+        "the gateway's token (GATEWAY_AUTH_TOKEN) opens ConfirmPayment only; call this method \
+         with GRPC_AUTH_TOKEN",
+    )
+}
+
+/// Refuses a call with PERMISSION_DENIED unless its token opens every method: the second
+/// line, inside the handlers the gateway has no business calling, behind [`GatewayMethods`].
+/// A request [`RequireBearer`] never saw is refused as INTERNAL (a wiring mistake, not a
+/// caller's).
 pub fn require_full_access<T>(request: &Request<T>) -> Result<(), Status> {
     match request.extensions().get::<Access>() {
         Some(Access::Full) => Ok(()),
-        Some(Access::Gateway) | None => {
-            tracing::warn!(
-                event = "grpc.permission_denied",
-                "call with the gateway's token to a method it does not open"
+        Some(Access::Gateway) => Err(gateway_denied("")),
+        None => {
+            tracing::error!(
+                event = "grpc.unchecked_request",
+                "a request reached a handler without passing RequireBearer"
             );
-            Err(Status::permission_denied(
-                "the gateway's token (GATEWAY_AUTH_TOKEN) opens ConfirmPayment only; call this \
-                 method with GRPC_AUTH_TOKEN",
-            ))
+            Err(Status::internal("request not checked by RequireBearer"))
         }
     }
+}
+
+/// Server side, between [`RequireBearer`] and a service: a call marked [`Access::Gateway`]
+/// reaches only the methods listed (full gRPC paths) and every other one, including any the
+/// service gains later, is answered PERMISSION_DENIED before it is decoded. Deny by default,
+/// so that no handler has to remember to close itself.
+#[derive(Clone, Debug)]
+pub struct GatewayMethods<S> {
+    inner: S,
+    allowed: &'static [&'static str],
+}
+
+impl<S> GatewayMethods<S> {
+    pub fn new(inner: S, allowed: &'static [&'static str]) -> Self {
+        GatewayMethods { inner, allowed }
+    }
+}
+
+impl<S, B, ResBody> tower::Service<http::Request<B>> for GatewayMethods<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<std::future::Ready<Result<Self::Response, Self::Error>>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path();
+        let gateway = request.extensions().get::<Access>() == Some(&Access::Gateway);
+        if gateway && !self.allowed.contains(&method) {
+            let denied = gateway_denied(method).into_http();
+            return futures::future::Either::Left(std::future::ready(Ok(denied)));
+        }
+        futures::future::Either::Right(self.inner.call(request))
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for GatewayMethods<S> {
+    const NAME: &'static str = S::NAME;
 }
 
 /// Server side: refuses calls without `authorization: Bearer <token>`, and marks the others
@@ -302,7 +363,56 @@ mod tests {
 
         // A request the interceptor never saw is not taken for a trusted one.
         let unmarked = require_full_access(&Request::new(())).unwrap_err();
-        assert_eq!(unmarked.code(), tonic::Code::PermissionDenied);
+        assert_eq!(unmarked.code(), tonic::Code::Internal);
+    }
+
+    /// The gateway's calls reach the listed methods only; any other path, one the service
+    /// does not have yet included, is refused before the service sees it.
+    #[tokio::test]
+    async fn the_gateway_reaches_only_the_listed_methods() {
+        use tower::ServiceExt;
+        const ALLOWED: &[&str] = &["/pay.v1.PayService/ConfirmPayment"];
+        let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let service = {
+            let reached = reached.clone();
+            GatewayMethods::new(
+                tower::service_fn(move |_: http::Request<()>| {
+                    reached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+                        String::from("served"),
+                    )))
+                }),
+                ALLOWED,
+            )
+        };
+        let call = |path: &str, access: Option<Access>| {
+            let mut request = http::Request::builder().uri(path).body(()).unwrap();
+            if let Some(access) = access {
+                request.extensions_mut().insert(access);
+            }
+            service.clone().oneshot(request)
+        };
+        let grpc_status = |response: &http::Response<String>| {
+            response
+                .headers()
+                .get("grpc-status")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+
+        let served = call(ALLOWED[0], Some(Access::Gateway)).await.unwrap();
+        assert_eq!(served.body(), "served");
+        for path in [
+            "/pay.v1.PayService/CreateNativePay",
+            "/pay.v1.PayService/QueryOrder",
+            "/pay.v1.PayService/AMethodAddedLater",
+        ] {
+            let denied = call(path, Some(Access::Gateway)).await.unwrap();
+            // 7 = PERMISSION_DENIED
+            assert_eq!(grpc_status(&denied).as_deref(), Some("7"), "{path}");
+            let served = call(path, Some(Access::Full)).await.unwrap();
+            assert_eq!(served.body(), "served", "{path}");
+        }
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 4);
     }
 
     #[test]

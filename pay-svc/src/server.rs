@@ -7,7 +7,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use paynotify::{
-    auth::RequireBearer,
+    auth::{GatewayMethods, RequireBearer},
     metrics::{AdminServer, GrpcMetricsLayer},
     proto::pay::v1::pay_service_server::PayServiceServer,
     wxpay::client::WechatClient,
@@ -30,6 +30,10 @@ use crate::{
     service::PayGrpc,
     wechat::Wechat,
 };
+
+/// What the gateway's token (GATEWAY_AUTH_TOKEN) opens: the one call the gateway makes. Every
+/// other PayService method, present or added later, refuses it ([`GatewayMethods`]).
+pub const GATEWAY_METHODS: &[&str] = &["/pay.v1.PayService/ConfirmPayment"];
 
 /// A bound, not yet serving pay-svc.
 pub struct Server {
@@ -203,8 +207,12 @@ impl Server {
             // Health and reflection stay open for probes and grpcurl; the business calls
             // need the token when one is configured.
             .add_service(InterceptedService::new(
-                PayServiceServer::new(self.service)
-                    .max_decoding_message_size(paynotify::grpc_server::MAX_DECODING_MESSAGE_SIZE),
+                GatewayMethods::new(
+                    PayServiceServer::new(self.service).max_decoding_message_size(
+                        paynotify::grpc_server::MAX_DECODING_MESSAGE_SIZE,
+                    ),
+                    GATEWAY_METHODS,
+                ),
                 self.auth,
             ))
             .serve_with_incoming_shutdown(

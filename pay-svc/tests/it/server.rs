@@ -66,6 +66,67 @@ async fn business_calls_need_the_token_and_health_does_not() {
     .await;
 }
 
+/// Calls `path` with an empty message and the given token; the status it ends with.
+#[allow(clippy::unwrap_used)]
+async fn status_of(channel: Channel, path: &str, token: &str) -> tonic::Code {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(());
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    let path = http::uri::PathAndQuery::try_from(path).unwrap();
+    match grpc
+        .unary(request, path, tonic_prost::ProstCodec::<(), ()>::default())
+        .await
+    {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// Deny by default: every PayService method in the service's own descriptor but
+/// ConfirmPayment, and one it does not have (yet), refuses the gateway's token before it
+/// looks at the message; GRPC_AUTH_TOKEN gets past that check to each method's own answer.
+#[tokio::test]
+async fn the_gateways_token_opens_no_other_method_present_or_future() {
+    use prost::Message;
+    bounded(async {
+        let s = stack().await;
+        let descriptors =
+            prost_types::FileDescriptorSet::decode(paynotify::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let mut paths: Vec<String> = descriptors
+            .file
+            .iter()
+            .filter(|file| file.package() == "pay.v1")
+            .flat_map(|file| &file.service)
+            .filter(|service| service.name() == "PayService")
+            .flat_map(|service| &service.method)
+            .map(|method| format!("/pay.v1.PayService/{}", method.name()))
+            .filter(|path| !pay_svc::server::GATEWAY_METHODS.contains(&path.as_str()))
+            .collect();
+        assert!(
+            paths.len() >= 2,
+            "CreateNativePay and QueryOrder at least: {paths:?}"
+        );
+        paths.push("/pay.v1.PayService/AMethodAddedLater".into());
+        for path in &paths {
+            let code = status_of(s.pay_channel.clone(), path, GATEWAY_TOKEN).await;
+            assert_eq!(code, tonic::Code::PermissionDenied, "{path}");
+            let code = status_of(s.pay_channel.clone(), path, TOKEN).await;
+            assert_ne!(code, tonic::Code::PermissionDenied, "{path}");
+            assert_ne!(code, tonic::Code::Unauthenticated, "{path}");
+        }
+        let stats = s.sim.stats().await.unwrap();
+        assert_eq!(
+            stats.unifiedorder_calls, 0,
+            "an empty CreateNativePay is invalid"
+        );
+    })
+    .await;
+}
+
 /// Whoever takes the internet-facing gateway over holds its token (GATEWAY_AUTH_TOKEN). It
 /// carries a notification through ConfirmPayment, and nothing else: CreateNativePay and
 /// QueryOrder answer PERMISSION_DENIED without calling WeChat, while GRPC_AUTH_TOKEN opens all
