@@ -650,14 +650,20 @@ mod tests {
                 all.extend_from_slice(pair);
             }
         }
-        if !args.contains(&"--grpc-auth-token") {
-            all.extend(["--grpc-auth-token", TOKEN]);
-        }
-        if !args.contains(&"--order-svc-auth-token") {
-            all.extend(["--order-svc-auth-token", ORDER_TOKEN]);
-        }
-        if !args.contains(&"--gateway-auth-token") {
-            all.extend(["--gateway-auth-token", GATEWAY_TOKEN]);
+        // A default token only where the test gives neither the token nor its file, so that
+        // a test of the file reads the file alone.
+        let given = |flag: &str| {
+            args.iter()
+                .any(|arg| *arg == flag || arg.strip_suffix("-file") == Some(flag))
+        };
+        for (flag, token) in [
+            ("--grpc-auth-token", TOKEN),
+            ("--order-svc-auth-token", ORDER_TOKEN),
+            ("--gateway-auth-token", GATEWAY_TOKEN),
+        ] {
+            if !given(flag) {
+                all.extend([flag, token]);
+            }
         }
         all.extend_from_slice(args);
         Config::from_args_without_env(all).unwrap()
