@@ -143,7 +143,10 @@ pub fn verdict_for(mark_paid: MarkPaid) -> Verdict {
         // not a forged amount. A transaction_reused refusal comes only after order-svc has
         // recorded the payment in pay_anomaly, as for PAYMENT_CONFLICT (had that failed,
         // order-svc would have answered an error, not the refusal); order-svc's WARN line says
-        // which refusal it was.
+        // which refusal it was. During a rolling upgrade an older order-svc still answers
+        // transaction_reused without recording anything. That is harmless: the verdict is not
+        // acknowledged (WeChat is answered FAIL), so WeChat resends, and a copy that reaches
+        // an upgraded replica is recorded there.
         MarkPaid::TransactionReused(detail) | MarkPaid::Refused(detail) => Verdict::new(
             NotifyOutcome::PaymentConflict,
             format!("order-svc refused the confirmed payment: {detail}"),

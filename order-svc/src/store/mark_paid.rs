@@ -109,14 +109,21 @@ impl OrderStore {
     /// Records a payment refused as `TransactionReused` as an anomaly of the order it named,
     /// with that order's log row, once per (order, transaction) however many copies and
     /// replicas report it at once: the anomaly's primary key decides which one writes the log
-    /// row. The order is read as it is now; it is not changed.
+    /// row. The order is read as it is now; it is not changed. Should another system have
+    /// deleted it since the refusal, the payment is recorded all the same (`pay_anomaly` has
+    /// no foreign key), without a log row: answering NOT_FOUND instead would leave a confirmed
+    /// payment recorded nowhere.
     async fn record_reused(&self, notice: &PaymentNotice) -> Result<(), OrderError> {
         let kind = pay_anomaly::Kind::TransactionReused;
         let _turn = self.writer_turn().await;
         let txn = begin_write(&self.db).await?;
         let recorded = async {
-            let order = find_order(&txn, &notice.order_id).await?;
-            record_anomaly(&txn, notice, kind, &order).await
+            let order = match find_order(&txn, &notice.order_id).await {
+                Ok(order) => Some(order),
+                Err(OrderError::NotFound { .. }) => None,
+                Err(err) => return Err(err),
+            };
+            record_anomaly(&txn, notice, kind, order.as_ref()).await
         }
         .await;
         if finish(txn, recorded).await? {
@@ -293,13 +300,14 @@ async fn update_if_payable(
 }
 
 /// Records the payment that could not be applied to `order` (as it is now), once per (order,
-/// transaction), with a log row saying so; the order itself is left as it is. `true`: this
+/// transaction), with a log row saying so; the order itself is left as it is. With no order
+/// (it is gone), only the anomaly: a log row would have no order to describe. `true`: this
 /// call recorded it, the first report.
 async fn record_anomaly(
     txn: &DatabaseTransaction,
     notice: &PaymentNotice,
     kind: pay_anomaly::Kind,
-    order: &order::Model,
+    order: Option<&order::Model>,
 ) -> Result<bool, OrderError> {
     let now = now_utc();
     let anomaly = pay_anomaly::ActiveModel {
@@ -310,7 +318,7 @@ async fn record_anomaly(
         detected_at: Set(now),
     };
     let first_report = insert_if_absent(txn, pay_anomaly::Entity::insert(anomaly)).await?;
-    if first_report {
+    if first_report && let Some(order) = order {
         insert_log(
             txn,
             LogEntry {
@@ -335,7 +343,7 @@ async fn record_conflict(
     order: order::Model,
     kind: pay_anomaly::Kind,
 ) -> Result<Applied, OrderError> {
-    let first_report = record_anomaly(txn, notice, kind, &order).await?;
+    let first_report = record_anomaly(txn, notice, kind, Some(&order)).await?;
     let detail = match kind {
         pay_anomaly::Kind::PaidByOtherTransaction => format!(
             "order already paid by transaction {}; payment {} recorded for refund",
@@ -414,10 +422,12 @@ mod tests {
         Ok(())
     }
 
-    /// Payments of a transaction that already paid another order, in one SQLite group commit
-    /// with good payments: the group pays the good ones, each reused one is refused and then
-    /// recorded after the group, in a transaction of its own, once per (order, transaction)
-    /// even for two copies in the same group; the orders they named are left as they were.
+    /// Payments of a transaction that already paid another order, sent at once with good
+    /// payments on SQLite: the good ones are paid, each reused one is refused and recorded
+    /// once per (order, transaction), even for two copies sent together, and the orders they
+    /// named are left as they were. The sleeps below are meant to put them all in one group
+    /// commit; nothing here checks that they did (the group-size counters are shared with the
+    /// tests running beside this one).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reused_transactions_in_a_group_are_recorded_after_it() -> anyhow::Result<()> {
         const REUSED: &str = "4200000000000000000000000001";
@@ -440,7 +450,7 @@ mod tests {
         };
 
         // While the writer queue is held, the first payment makes a group of its own that
-        // waits for it, and everything sent after it queues up for the next group.
+        // waits for it, and everything sent after it should queue up for the next group.
         let writers = store.sqlite_writers.clone().unwrap();
         let held = writers.lock().await;
         let plug = pay(notice("plug", "4200000000000000000000000002"));
@@ -494,6 +504,39 @@ mod tests {
                 .await?;
             assert_eq!(logs.len(), 1, "{id}: {logs:?}");
         }
+        Ok(())
+    }
+
+    /// A reused transaction whose order another system deleted between the refusal and its
+    /// recording is recorded all the same, once, as an anomaly without a log row: answering
+    /// NOT_FOUND would leave the confirmed payment recorded nowhere.
+    #[tokio::test]
+    async fn a_reused_transaction_of_a_deleted_order_is_still_recorded() -> anyhow::Result<()> {
+        const REUSED: &str = "4200000000000000000000000001";
+        let database = TestDatabase::create(Backend::Sqlite).await?;
+        let db = Database::connect(database.url()).await?;
+        crate::db::schema::migrate(&db).await?;
+        let store = OrderStore::new(db.clone());
+        let notice = PaymentNotice::new("deleted", REUSED, 500, "20240101120000")?;
+
+        store.record_reused(&notice).await?;
+        let recorded = pay_anomaly::Entity::find().all(&db).await?;
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(
+            (
+                recorded[0].order_id.as_str(),
+                recorded[0].transaction_id.as_str(),
+                recorded[0].kind.as_str(),
+                recorded[0].amount_fen
+            ),
+            ("deleted", REUSED, "transaction_reused", 500)
+        );
+        assert!(order_log::Entity::find().all(&db).await?.is_empty());
+
+        // Another copy of the notification records nothing new.
+        store.record_reused(&notice).await?;
+        assert_eq!(pay_anomaly::Entity::find().all(&db).await?, recorded);
+        assert!(order_log::Entity::find().all(&db).await?.is_empty());
         Ok(())
     }
 }

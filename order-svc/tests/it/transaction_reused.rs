@@ -16,6 +16,7 @@ on_each_backend!(
     reused_transaction_is_refused_and_recorded_once,
     replicas_record_a_reused_transaction_once,
     a_reused_transaction_that_cannot_be_recorded_is_an_error,
+    a_reused_transaction_whose_log_row_cannot_be_written_is_an_error,
 );
 
 /// The refusal as pay-svc reads it: code and `x-order-refusal`.
@@ -175,14 +176,32 @@ async fn replicas_record_a_reused_transaction_once(backend: Backend) -> anyhow::
 async fn a_reused_transaction_that_cannot_be_recorded_is_an_error(
     backend: Backend,
 ) -> anyhow::Result<()> {
+    recording_fails_while_a_table_is_gone(backend, "pay_anomaly").await
+}
+
+/// The same when the anomaly is written but its log row is not (here the log table is gone):
+/// the two are one transaction, so no anomaly is left behind without its log row, and the
+/// resend records both.
+async fn a_reused_transaction_whose_log_row_cannot_be_written_is_an_error(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    recording_fails_while_a_table_is_gone(backend, "tb_order_log").await
+}
+
+/// Renames `table` away, sends a reused transaction and expects an error with nothing
+/// recorded; then renames it back and expects the resend to be refused and recorded, with its
+/// anomaly and log row.
+async fn recording_fails_while_a_table_is_gone(
+    backend: Backend,
+    table: &str,
+) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;
     let paid = h.create_order(300).await?;
     let named = h.create_order(300).await?;
     let tx = transaction_id(700);
     h.mark_paid(&paid.id, &tx, 300).await?;
 
-    let rename =
-        |from: &str, to: &str| format!("ALTER TABLE pay_anomaly{from} RENAME TO pay_anomaly{to}");
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {table}{from} RENAME TO {table}{to}");
     h.db.execute_unprepared(&rename("", "_gone")).await?;
     let answer = h.mark_paid(&named.id, &tx, 300).await;
     let code = answer.as_ref().err().map(tonic::Status::code);
@@ -200,7 +219,9 @@ async fn a_reused_transaction_that_cannot_be_recorded_is_an_error(
 
     let resent = h.mark_paid(&named.id, &tx, 300).await;
     assert_eq!(refusal(&resent), reused(), "{resent:?}");
-    assert_eq!(h.anomalies(&named.id).await?.len(), 1);
+    let anomalies = h.anomalies(&named.id).await?;
+    assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+    assert_eq!(anomalies[0].kind, "transaction_reused");
     assert_eq!(h.logs(&named.id).await?.len(), 1);
     assert_eq!(h.get_order(&named.id).await?, named);
     Ok(())
