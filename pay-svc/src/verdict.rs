@@ -64,6 +64,11 @@ impl Verdict {
             // Authentic, yet WeChat's own record does not back it: a replay, or a message
             // signed with a leaked key.
             NotifyOutcome::NotConfirmed => Some("notify.not_confirmed"),
+            // Signed with our key for an order order-svc does not have: a database restored
+            // without its latest orders, an order deleted, another system on the same merchant
+            // account (or the pre-launch check). Answered FAIL, so WeChat resends for about
+            // 24 hours and then stops: a buyer's money with no order, unless someone looks.
+            NotifyOutcome::UnknownOrder => Some("notify.unknown_order"),
             _ => None,
         }
     }
@@ -197,6 +202,10 @@ mod tests {
         assert_eq!(
             Verdict::new(NotifyOutcome::BadSignature, "").security_event(),
             Some("notify.bad_signature")
+        );
+        assert_eq!(
+            Verdict::new(NotifyOutcome::UnknownOrder, "").security_event(),
+            Some("notify.unknown_order")
         );
         assert_eq!(
             Verdict::new(NotifyOutcome::Duplicate, "").security_event(),

@@ -171,5 +171,26 @@ async fn every_line_about_a_notification_carries_its_request_id_and_order() {
         "{lines:#?}"
     );
 
+    // Correctly signed, for an order order-svc does not have (a restored database, a deleted
+    // order): a WARN too, since WeChat gives up resending after a day.
+    let mut unknown = notification.clone();
+    unknown.out_trade_no = "no-such-order-in-logs".into();
+    let before = mark();
+    let answer = post(&stack, sign(&unknown)).await;
+    assert!(!answer.is_success(), "{answer:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = assert_correlated(
+        before,
+        &answer.request_id,
+        &unknown.out_trade_no,
+        &["gateway", "pay_svc"],
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "WARN" && l["event"] == "notify.unknown_order"),
+        "{lines:#?}"
+    );
+
     stack.stack.shutdown().await.unwrap();
 }
